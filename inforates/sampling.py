@@ -15,7 +15,7 @@ consecutive frames starting at ``offset``; **stride** ``s`` keeps every ``s``-th
 The frames handed to the model depend on the *policy*:
 
 - ``fixed`` (default): always ``T`` frames, ``candidates[linspace(0, len-1, T).astype(int)]``.
-  With fewer than ``T`` candidates frames repeat (``T = 8`` above gives ``0 0 3 3 6 6 6 9``),
+  With fewer than ``T`` candidates frames repeat (``T = 8`` above gives ``0 0 0 3 3 6 6 9``),
   so compute is constant across settings.
 - ``all``: every candidate; ``T`` varies with the setting, and so does compute.
 
