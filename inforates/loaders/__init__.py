@@ -1,5 +1,16 @@
-"""Loaders: manifest records + a sampling setting -> normalised ``(B, T, C, H, W)`` batches."""
+from inforates.loaders._base import LOADERS, Batch, ClipLoader, LoaderError, LoaderOptions, SkippedClip
+from inforates.loaders.dali import DaliLoader, resolve_device  # registers LOADERS "dali"
+from inforates.loaders.probe import ClipProbe, probe_clip
 
-from inforates.loaders._base import LOADERS, Batch, ClipLoader, LoaderOptions, SkippedClip
-
-__all__ = ["LOADERS", "Batch", "ClipLoader", "LoaderOptions", "SkippedClip"]
+__all__ = [
+    "LOADERS",
+    "Batch",
+    "ClipLoader",
+    "ClipProbe",
+    "DaliLoader",
+    "LoaderError",
+    "LoaderOptions",
+    "SkippedClip",
+    "probe_clip",
+    "resolve_device",
+]

@@ -20,6 +20,11 @@ from inforates.registry import Registry
 from inforates.sampling import Sampling
 
 
+class LoaderError(ValueError):
+    """A loader cannot run on these clips (e.g. a codec its backend cannot decode, or every
+    clip skipped); the one-line message names the clip and the remedy."""
+
+
 @dataclass(frozen=True)
 class Batch:
     video: torch.Tensor  # (B, T, C, H, W) float32, normalised
