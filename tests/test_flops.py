@@ -9,9 +9,22 @@ import torch
 from torch import nn
 
 from inforates.flops import count_flops
-from inforates.models import build_model
+import dataclasses
+
+from inforates.models import ARCHS, MODELS, build_model
 
 LABELS = [f"class{i}" for i in range(10)]
+# The closed form below is for the paper's layout (several patches per frame, divided
+# attention); the tiny preset has one token per frame and joint attention.
+DIVIDED = dataclasses.replace(
+    MODELS.get("timesformer-tiny"), name="tiny-divided", patch_size=8, attention_type="divided_space_time"
+)
+
+
+def build_divided(num_frames=None, seed=0):
+    cfg = DIVIDED if num_frames is None else dataclasses.replace(DIVIDED, num_frames=num_frames)
+    torch.manual_seed(seed)
+    return ARCHS.get("timesformer").build(cfg, LABELS)
 
 
 def timesformer_flops(*, frames, image_size, patch, hidden, layers, mlp, labels, channels=3):
@@ -36,7 +49,7 @@ TINY_SHAPE = dict(image_size=32, patch=8, hidden=64, layers=3, mlp=128, labels=l
 
 @pytest.fixture(scope="module")
 def tiny():
-    return build_model("timesformer-tiny", label_names=LABELS, seed=0)
+    return build_divided()
 
 
 # --- closed forms on single ops ---------------------------------------------------------------
@@ -121,7 +134,7 @@ def test_flops_grow_with_frames(tiny):
 
 @pytest.mark.parametrize("frames", [1, 4, 16])
 def test_other_t_counts_like_model_built_for_t(tiny, frames):
-    built = build_model("timesformer-tiny", label_names=LABELS, num_frames=frames, seed=0)
+    built = build_divided(num_frames=frames)
     got = count_flops(tiny, frames=frames, image_size=32)
     want = count_flops(built, frames=frames, image_size=32)
     assert got.gflops_per_view == pytest.approx(want.gflops_per_view, rel=1e-12)

@@ -8,6 +8,7 @@ embedding floor(i * 8 / T) of 8).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -29,11 +30,22 @@ from inforates.models import (
 
 LABELS = ["archery", "bowling", "diving", "fencing", "juggling"]
 TINY = "timesformer-tiny"
+# The structural tests need several patches per frame and divided attention (the paper's
+# layout), which the tiny preset (one token per frame, joint attention) does not have.
+DIVIDED = dataclasses.replace(
+    MODELS.get(TINY), name="tiny-divided", patch_size=8, attention_type="divided_space_time"
+)
+
+
+def build_divided(num_frames: int | None = None, seed: int = 0) -> VideoClassifier:
+    cfg = DIVIDED if num_frames is None else dataclasses.replace(DIVIDED, num_frames=num_frames)
+    torch.manual_seed(seed)
+    return ARCHS.get("timesformer").build(cfg, LABELS)
 
 
 @pytest.fixture(scope="module")
 def tiny() -> VideoClassifier:
-    model = build_model(TINY, label_names=LABELS, seed=0)
+    model = build_divided()
     # HF initialises time embeddings to zeros, which would hide any error in their resizing.
     gen = torch.Generator().manual_seed(1)
     time_embeddings = model.hf.timesformer.embeddings.time_embeddings
@@ -50,7 +62,7 @@ def clip(frames: int, batch: int = 2, size: int = 32, seed: int = 0) -> torch.Te
 def reference_logits(model: VideoClassifier, video: torch.Tensor) -> torch.Tensor:
     """Logits of a plain HF model built for T = video.shape[1] frames with ``model``'s weights."""
     frames = video.shape[1]
-    ref = build_model(TINY, label_names=LABELS, num_frames=frames)
+    ref = build_divided(num_frames=frames)
     state = model.hf.state_dict()
     key = "timesformer.embeddings.time_embeddings"
     index = [math.floor(i * model.num_frames / frames) for i in range(frames)]
@@ -94,7 +106,7 @@ def test_unknown_preset_lists_names():
 
 def test_model_cfg_validates():
     good = MODELS.get(TINY).to_dict()
-    with pytest.raises(ValueError, match=re.escape("image_size (30) must be a multiple of patch_size (8)")):
+    with pytest.raises(ValueError, match=re.escape("image_size (30) must be a multiple of patch_size (32)")):
         ModelCfg(**{**good, "image_size": 30})
     with pytest.raises(ValueError, match=re.escape("num_frames (0) must be a positive integer")):
         ModelCfg(**{**good, "num_frames": 0})
@@ -127,7 +139,7 @@ def test_seed_reproducible_and_leaves_global_rng_alone():
 def test_forward_shape_and_attributes(tiny):
     assert tiny(clip(8)).shape == (2, len(LABELS))
     assert tiny.label_names == LABELS and tiny.num_labels == 5
-    assert tiny.num_frames == 8 and tiny.name == TINY and tiny.cfg == MODELS.get(TINY)
+    assert tiny.num_frames == 8 and tiny.name == DIVIDED.name and tiny.cfg == DIVIDED
 
 
 def test_unwrapped_hf_model_silently_misgroups_other_t(tiny):

@@ -58,11 +58,16 @@ MODELS.add(
     ),
 )
 MODELS.add(
-    "timesformer-tiny",  # same structure, small enough to train on a CPU in a minute or two
+    # Small enough to train from scratch on a CPU in a minute or two. Measured on the
+    # synthetic dataset (README): with 8x8 patches and divided attention a from-scratch model
+    # learned which objects move but not the direction or rate (test accuracy ~0.5); one
+    # token per frame (patch = frame) with joint space-time attention and non-zero initial
+    # time embeddings reaches >0.9 in the same budget.
+    "timesformer-tiny",
     ModelCfg(
-        name="timesformer-tiny", arch="timesformer", num_frames=8, image_size=32, patch_size=8,
+        name="timesformer-tiny", arch="timesformer", num_frames=8, image_size=32, patch_size=32,
         hidden_size=64, num_layers=3, num_heads=4, intermediate_size=128,
-        attention_type="divided_space_time", mean=KINETICS_MEAN, std=KINETICS_STD,
+        attention_type="joint_space_time", mean=KINETICS_MEAN, std=KINETICS_STD,
     ),
 )
 
@@ -208,8 +213,17 @@ def _cfg_from_hf(config: TimesformerConfig, *, name: str, mean: tuple, std: tupl
     )
 
 
+# HF initialises TimeSformer's time embeddings to zero (the paper fine-tunes from image
+# weights, where that is harmless). From scratch, zero time embeddings leave every frame
+# token order-blind at the start and a tiny model never learned temporal order (direction,
+# early vs late) in our measurements; a random start fixes it.
+TIME_EMBEDDING_INIT_STD = 0.5
+
+
 def build_timesformer(cfg: ModelCfg, label_names: list[str]) -> VideoClassifier:
     hf = TimesformerForVideoClassification(_hf_config(cfg, label_names)).eval()
+    with torch.no_grad():
+        torch.nn.init.trunc_normal_(hf.timesformer.embeddings.time_embeddings, std=TIME_EMBEDDING_INIT_STD)
     return VideoClassifier(hf, cfg, name=cfg.name)
 
 
