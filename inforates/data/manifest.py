@@ -84,11 +84,15 @@ def write_manifest(path: str | os.PathLike, rows: Sequence[dict], relative_to: s
 
 
 def label_names(records: Sequence[ClipRecord]) -> list[str]:
-    """Label names ordered by id; ids must be 0..K-1 without gaps or conflicts."""
+    """Label names ordered by id, ``0..max(label_id)``.
+
+    Ids absent from the records (a manifest of some UCF-101 classes keeps the official
+    ids) are named ``class_<id>``, so a model's head still lines up with the official ids.
+    """
     by_id: dict[int, str] = {}
     for r in records:
+        if r.label_id < 0:
+            raise ManifestError(f"label_id ({r.label_id}) of {r.video_path} must be >= 0")
         if by_id.setdefault(r.label_id, r.label) != r.label:
             raise ManifestError(f"label_id {r.label_id} names both {by_id[r.label_id]!r} and {r.label!r}")
-    if sorted(by_id) != list(range(len(by_id))):
-        raise ManifestError(f"label ids must be 0..{len(by_id) - 1}, got {sorted(by_id)}")
-    return [by_id[i] for i in range(len(by_id))]
+    return [by_id.get(i, f"class_{i}") for i in range(max(by_id) + 1)]
