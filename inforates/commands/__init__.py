@@ -1,0 +1,1 @@
+"""Click commands that live beside the stage they drive; ``inforates.cli`` registers them."""
