@@ -198,20 +198,71 @@ def data_synth(out, groups, clips_per_group, test_groups, num_frames, size, fps,
     )
 
 
+@data.command("build-clips")
+@click.option("--video-root", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder-per-class tree of source videos (e.g. UCF-101/).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Where the clips go (<Class>/<stem>_segNN.<ext>).")
+@click.option("--frames", type=click.IntRange(min=1), default=50, show_default=True, help="Frames per clip; a shorter tail is dropped.")
+@click.option("--codec", default="mjpeg", show_default=True, help="mjpeg/vp9/vp8 decode on DALI's CPU backend; h264 needs the GPU (NVDEC).")
+@click.option("--size", type=click.IntRange(min=16), default=None, help="Rescale so the shorter side is this many pixels.")
+@click.option("--gop", type=click.IntRange(min=1), default=None, help="Keyframe interval for inter-coded codecs.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@user_errors
+def data_build_clips(video_root, out, frames, codec, size, gop, workers):
+    """Cut source videos into fixed-length clips (resumable; failures listed, exit 1 if any)."""
+    from tqdm import tqdm
+
+    from inforates.data.clips import build_clips
+
+    bar = tqdm(desc="build-clips", unit="video", file=sys.stderr)
+
+    def progress(done: int, total: int, clips: int) -> None:
+        bar.total = total
+        bar.set_postfix(clips=clips, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        s = build_clips(video_root, out, frames=frames, codec=codec, size=size, gop=gop, workers=workers, progress=progress)
+    finally:
+        bar.close()
+    click.echo(
+        f"{s.videos} videos: {s.processed} processed, {s.reused} reused, {s.failed} failed; "
+        f"{s.clips} clips, {s.frames} frames ({s.dropped_tail_frames} tail frames dropped), "
+        f"{s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s"
+    )
+    if s.too_short:
+        click.echo(f"{len(s.too_short)} videos shorter than {frames} frames gave no clip", err=True)
+    if not s.ok:
+        click.echo(f"failures listed in {out / 'failures.csv'}", err=True)
+        sys.exit(1)
+
+
 @data.command("build-manifest")
 @click.option("--clips-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Official-format split list, e.g. trainlist01.txt.")
+@click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Official-format split list, e.g. trainlist01.txt. Without it: a seeded stratified train/dev/test split.")
 @click.option("--class-index", type=click.Path(dir_okay=False, path_type=Path), default=None, help="classInd.txt (default: beside the split file).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV to write; without --split-file, the folder for train/dev/test manifests and lists.")
 @click.option("--strict", is_flag=True, help="Missing clips or unknown classes are errors.")
+@click.option("--fractions", default="0.7,0.15,0.15", show_default=True, help="train,dev,test shares (no --split-file).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Split seed (no --split-file).")
 @user_errors
-def data_build_manifest(clips_dir, split_file, class_index, out, strict):
-    """Build a manifest CSV from clips and an official-format split file."""
-    from inforates.data.splits import build_manifest
+def data_build_manifest(clips_dir, split_file, class_index, out, strict, fractions, seed):
+    """Build manifest CSVs from clips and an official split list (or a stratified split)."""
+    from inforates.data.splits import build_manifest, make_splits
 
-    for p in (clips_dir, split_file):
-        if not p.exists():
-            raise CliError(f"not found: {p}")
+    if not clips_dir.exists():
+        raise CliError(f"clips dir not found: {clips_dir}")
+    if split_file is None:
+        try:
+            shares = tuple(float(x) for x in fractions.split(","))
+        except ValueError:
+            raise CliError(f"--fractions ({fractions!r}) must be three numbers, e.g. 0.7,0.15,0.15") from None
+        builds = make_splits(clips_dir, out, fractions=shares, seed=seed)
+        for name, b in builds.items():
+            click.echo(f"{name}: {len(b.rows)} rows -> {b.manifest}")
+        click.echo(f"split lists and classInd.txt written to {out}")
+        return
+    if not split_file.exists():
+        raise CliError(f"split file not found: {split_file}")
     res = build_manifest(clips_dir, split_file, class_index=class_index, out=out, strict=strict)
     click.echo(f"{len(res.rows)} rows -> {out}")
     if res.missing:

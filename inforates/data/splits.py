@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import av
+import numpy as np
 
+from inforates._io import atomic_write_text
 from inforates.data.manifest import write_manifest
 from inforates.data.video_io import CODECS
 
@@ -280,3 +284,62 @@ def build_manifest(
         write_manifest(out_path, rows)
         build = dataclasses.replace(build, manifest=out_path)
     return build
+
+
+SPLIT_NAMES = ("train", "dev", "test")
+
+
+def make_splits(
+    clips_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> dict[str, ManifestBuild]:
+    """Seeded, stratified train/dev/test split of a folder-per-class tree without official lists.
+
+    Kinetics-, HMDB- or Something-style trees: ``clips_dir/<Class>/<video or clip files>``.
+    Sources are split, not clips: the ``_segNN`` clips of one source video always land in
+    the same split, so no video leaks from train into test. Per class, sources are shuffled
+    with a seed derived from ``seed`` and the class name, and cut by ``fractions``.
+
+    Writes, in ``out_dir``: ``classInd.txt`` and ``{train,dev,test}list.txt`` in the official
+    UCF-101 format (the lists it used, so the split can be rebuilt or shared), and the
+    manifests ``{train,dev,test}.csv``. Returns each split's :class:`ManifestBuild`.
+    """
+    clips = Path(clips_dir)
+    out = Path(out_dir)
+    if not clips.is_dir():
+        raise ValueError(f"clips_dir not found: {clips}")
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions ({fractions}) must be three non-negative numbers summing to 1")
+    classes = sorted(d.name for d in clips.iterdir() if d.is_dir() and not d.name.startswith("."))
+    sources = {c: _clip_files(clips / c) for c in classes}
+    classes = [c for c in classes if sources[c]]
+    if not classes:
+        raise ValueError(f"no class folders with video clips under {clips}")
+    index = {c: i for i, c in enumerate(classes, start=1)}
+    lists: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
+    for c in classes:
+        stems = sorted(sources[c])
+        rng = np.random.default_rng([seed, zlib.crc32(c.encode())])
+        order = [stems[i] for i in rng.permutation(len(stems))]
+        n = len(order)
+        n_test = int(round(fractions[2] * n))
+        n_dev = int(round(fractions[1] * n))
+        if n - n_test - n_dev < 1 and fractions[0] > 0:
+            raise ValueError(f"class {c} has {n} source videos: too few to split by {fractions}")
+        parts = {"test": order[:n_test], "dev": order[n_test : n_test + n_dev], "train": order[n_test + n_dev :]}
+        for name, picked in parts.items():
+            for stem in sorted(picked):
+                ext = sorted(sources[c][stem])[0][1].suffix
+                entry = f"{c}/{stem}{ext}"
+                lists[name].append(f"{entry} {index[c]}" if name == "train" else entry)
+    atomic_write_text(out / "classInd.txt", "".join(f"{i} {c}\r\n" for c, i in index.items()))
+    builds: dict[str, ManifestBuild] = {}
+    for name in SPLIT_NAMES:
+        list_path = out / f"{name}list.txt"
+        atomic_write_text(list_path, "".join(f"{line}\r\n" for line in lists[name]))
+        if lists[name]:
+            builds[name] = build_manifest(clips, list_path, class_index=index, out=out / f"{name}.csv")
+    return builds
