@@ -13,7 +13,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import click
 
@@ -272,6 +272,8 @@ def data_build_manifest(clips_dir, split_file, class_index, out, strict, fractio
 # --------------------------------------------------------------------------- run
 @dataclass(frozen=True)
 class RunConfig:
+    ALIASES: ClassVar[dict[str, str]] = {"eval_manifest": "manifest"}  # the seed's key
+
     coverage: float = 100.0
     stride: int = 1
     policy: Literal["fixed", "all"] = "fixed"
@@ -314,7 +316,16 @@ def run(config_file, as_json, out, no_loader_pass, **options):
     overrides = dict(options)
     if no_loader_pass:
         overrides["measure_loader"] = False
-    cfg = cfglib.resolve(RunConfig, cfglib.load_yaml(config_file) if config_file else None, overrides)
+    yaml_data = cfglib.load_yaml(config_file) if config_file else None
+    cfg = cfglib.resolve(RunConfig, yaml_data, overrides)
+    if yaml_data:  # the data section may ask for the manifest to be built (seed: build_manifest_if_missing)
+        import dataclasses
+
+        from inforates.data.config import DataConfig, ensure_manifests
+
+        data_cfg = cfglib.resolve(DataConfig, yaml_data)
+        if cfg.manifest is not None:
+            ensure_manifests(dataclasses.replace(data_cfg, train_manifest=None, eval_manifest=cfg.manifest))
     result = run_setting(cfg, progress=_progress_bar("eval"), log_progress=lambda m: click.echo(m, err=True))
     text = json.dumps(result, default=str)
     if out is not None:

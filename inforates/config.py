@@ -112,6 +112,34 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+# Every key a project config file may hold belongs to a section (a command's dataclass).
+# A command resolves its own section and leaves keys of the other sections alone, so one
+# config.yaml (like the seed's) can configure data, training and evaluation together; a key
+# that belongs to no section is an error, so a typo never passes silently.
+SECTIONS: dict[str, str] = {
+    "data": "inforates.data.config:DataConfig",
+    "run": "inforates.cli:RunConfig",
+    "train": "inforates.train:TrainConfig",
+    "sweep": "inforates.sweep:SweepConfig",
+}
+
+
+def _section_keys(exclude: type) -> set[str]:
+    import importlib
+
+    keys: set[str] = set()
+    for target in SECTIONS.values():
+        module, _, name = target.partition(":")
+        try:
+            section = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue  # a section not installed in this build accepts nothing
+        if section is exclude:
+            continue
+        keys |= {f.name for f in dataclasses.fields(section)} | set(getattr(section, "ALIASES", {}))
+    return keys
+
+
 def resolve(
     cls: type[C],
     yaml_data: Mapping[str, Any] | None = None,
@@ -122,16 +150,23 @@ def resolve(
 ) -> C:
     """Defaults of ``cls`` < ``yaml_data`` < ``overrides`` (``None`` overrides are ignored).
 
-    ``aliases`` maps accepted legacy key names (e.g. the seed's ``config.yaml`` keys) to
-    field names. Any other unknown key raises :class:`ConfigError` naming it.
+    ``aliases`` (default: ``cls.ALIASES``) maps accepted legacy key names (e.g. the seed's
+    ``config.yaml`` keys) to field names. In the file layer, keys of other sections
+    (:data:`SECTIONS`) are left to their commands; any other unknown key raises
+    :class:`ConfigError` naming it.
     """
     ftypes = _field_types(cls)
-    aliases = dict(aliases or {})
+    aliases = dict(aliases if aliases is not None else getattr(cls, "ALIASES", {}))
     values: dict[str, Any] = {}
+    others: set[str] | None = None
     for layer_name, layer in ((source, yaml_data or {}), ("override", overrides or {})):
         for raw_key, value in layer.items():
             key = aliases.get(raw_key, raw_key)
             if key not in ftypes:
+                if layer_name == source:
+                    others = _section_keys(cls) if others is None else others
+                    if raw_key in others:
+                        continue
                 valid = ", ".join(sorted(set(ftypes) | set(aliases)))
                 raise ConfigError(f"unknown {layer_name} key {raw_key!r}; valid keys: {valid}")
             if value is None and layer_name == "override":
