@@ -326,7 +326,10 @@ def run(config_file, as_json, out, no_loader_pass, **options):
         data_cfg = cfglib.resolve(DataConfig, yaml_data)
         if cfg.manifest is not None:
             ensure_manifests(dataclasses.replace(data_cfg, train_manifest=None, eval_manifest=cfg.manifest))
-    result = run_setting(cfg, progress=_progress_bar("eval"), log_progress=lambda m: click.echo(m, err=True))
+    result = run_setting(
+        cfg, progress=_progress_bar("eval"), data_progress=_progress_bar("synth"),
+        log_progress=lambda m: click.echo(m, err=True),
+    )
     text = json.dumps(result, default=str)
     if out is not None:
         from inforates._io import atomic_write_text
@@ -351,15 +354,30 @@ def run(config_file, as_json, out, no_loader_pass, **options):
 @click.command("train")
 @config_option
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--resume", is_flag=True, default=False, help="Continue from the latest checkpoint in out_dir/checkpoints (fresh start if none).")
+@click.option("--save-every", type=click.IntRange(min=0), default=None, help="Also checkpoint every N optimizer steps (0: epoch ends only).")
+@click.option("--wandb", "use_wandb", is_flag=True, default=False, help="Log to Weights & Biases (needs wandb installed).")
 @user_errors
-def train_command(config_file, sets):
-    """Train a model (single process). Keys: see inforates.train.TrainConfig."""
-    from inforates.train import TrainConfig, train
+def train_command(config_file, sets, resume, save_every, use_wandb):
+    """Train a model; under torchrun, one process per GPU (DDP). Keys: inforates.train.TrainConfig
+    (plus the seed's train_* names)."""
+    from inforates.distributed import dist_env
+    from inforates.train import load_config, train
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = cfglib.resolve(TrainConfig, cfglib.load_yaml(config_file) if config_file else None, cfglib.parse_set(sets))
+    main_rank = dist_env().is_main
+    level = logging.INFO if main_rank else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    overrides = cfglib.parse_set(sets)
+    if resume:
+        overrides["resume"] = "auto"
+    if save_every is not None:
+        overrides["save_every"] = save_every
+    if use_wandb:
+        overrides["disable_wandb"] = False
+    cfg = load_config(cfglib.load_yaml(config_file) if config_file else None, overrides)
     result = train(cfg, progress=lambda row: click.echo(json.dumps(row), err=True))
-    click.echo(f"checkpoint: {result.checkpoint}")
+    if main_rank:
+        click.echo(f"checkpoint: {result.checkpoint}")
 
 
 cli.add_command(train_command)

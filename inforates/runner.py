@@ -24,6 +24,7 @@ def run_setting(
     *,
     progress: Callable[[int, int], None] | None = None,
     log_progress: Callable[[str], None] | None = None,
+    data_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``cfg`` (a :class:`inforates.cli.RunConfig`); returns a JSON-ready dict."""
     from inforates import defaults
@@ -33,7 +34,7 @@ def run_setting(
     if manifest is None:
         if not defaults.default_dataset_ready(cfg.cache_dir):
             say(f"first run: generating the synthetic dataset into {defaults.cache_dir(cfg.cache_dir)}")
-        manifest = defaults.default_dataset(cfg.cache_dir, progress=progress).test_manifest
+        manifest = defaults.default_dataset(cfg.cache_dir, progress=data_progress).test_manifest
     records = read_manifest(manifest)  # fails early, naming the path, before any model work
     if checkpoint is None:
         if not defaults.default_checkpoint_ready(cfg.cache_dir):
