@@ -18,9 +18,17 @@ The frames handed to the model depend on the *policy*:
   With fewer than ``T`` candidates frames repeat (``T = 8`` above gives ``0 0 0 3 3 6 6 9``),
   so compute is constant across settings.
 - ``all``: every candidate; ``T`` varies with the setting, and so does compute.
+- ``antialias``: the same ``T`` frames as ``fixed``, but each is the average of the
+  covered frames around it (filter, then decimate), so motion faster than the sampling
+  rate is blurred instead of aliased. The loader decodes the whole covered window
+  (:attr:`FrameSelection.window`) and ``inforates.kernels`` filters it with a box of
+  :attr:`FrameSelection.filter_stride` frames::
 
-Offsets: ``start`` (0), ``center`` (``(N - keep) // 2``) and ``random`` (uniform in
-``[0, N - keep]``, for training augmentation).
+      N = 20, coverage 100, stride 1, T = 4 -> indices 0 6 12 19, filter_stride 6
+      output 0 = mean of frames  0  0  0  1  2  3    (box i-2 .. i+3; edges repeat)
+      output 1 = mean of frames  4  5  6  7  8  9
+      output 2 = mean of frames 10 11 12 13 14 15
+      output 3 = mean of frames 17 18 19 19 19 19
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-Policy = Literal["fixed", "all"]
+Policy = Literal["fixed", "all", "antialias"]
 OffsetPolicy = Literal["start", "center", "random"]
 
 POLICIES: tuple[str, ...] = get_args(Policy)
@@ -120,6 +128,25 @@ class FrameSelection:
         return len(set(self.indices))
 
     @property
+    def window(self) -> tuple[int, ...]:
+        """Every covered frame, ``offset .. offset + keep - 1``: what ``antialias`` decodes."""
+        return tuple(range(self.offset, self.offset + self.keep))
+
+    @property
+    def filter_stride(self) -> int:
+        """The decimation factor the selection applies: the mean spacing of its distinct
+        frames (e.g. 7 for ``0 7 14 .. 49``), rounded; the box width ``antialias`` uses."""
+        distinct = sorted(set(self.indices))
+        if len(distinct) < 2:
+            return max(1, self.keep)
+        return max(1, round((distinct[-1] - distinct[0]) / (len(distinct) - 1)))
+
+    @property
+    def decoded_frames(self) -> int:
+        """Distinct frames a loader must decode for this selection."""
+        return self.keep if self.policy == "antialias" else self.distinct_frames
+
+    @property
     def span_frames(self) -> int:
         """Frames from the first used to the last used, inclusive."""
         return self.indices[-1] - self.indices[0] + 1
@@ -163,7 +190,8 @@ def select_frames(
 ) -> FrameSelection:
     """Frame indices for one clip and one (coverage, stride) setting.
 
-    ``frames_per_clip`` (``T``) is required for policy ``fixed`` and ignored by ``all``.
+    ``frames_per_clip`` (``T``) is required for policies ``fixed`` and ``antialias`` and
+    ignored by ``all``.
     """
     num_frames = _check_int("num_frames", num_frames, 1)
     coverage = check_coverage(coverage)
@@ -172,7 +200,7 @@ def select_frames(
     keep = kept_frames(num_frames, coverage)
     start = window_offset(num_frames, keep, offset, rng)
     candidates = tuple(range(start, start + keep, stride))
-    if policy == "fixed":
+    if policy in ("fixed", "antialias"):
         t = _check_int("frames_per_clip", frames_per_clip, 1)
         picks = np.linspace(0, len(candidates) - 1, t).astype(int)
         indices = tuple(candidates[i] for i in picks)

@@ -90,6 +90,10 @@ class _FramePlan:
 
     indices: tuple[int, ...]
     max_offset: int  # 0 unless the offset policy is random
+    # Policy antialias: DALI decodes the covered window (``indices``), then the kernel
+    # filters with a box of ``filter_stride`` frames and picks ``gather`` (window-relative).
+    gather: tuple[int, ...] | None = None
+    filter_stride: int = 1
 
     @property
     def frames_needed(self) -> int:
@@ -97,10 +101,13 @@ class _FramePlan:
 
 
 def _frame_plan(sampling: Sampling, num_frames: int) -> _FramePlan:
-    if sampling.offset == "random":
-        base = dataclasses.replace(sampling, offset="start").select(num_frames)
-        return _FramePlan(base.indices, num_frames - base.keep)
-    return _FramePlan(sampling.select(num_frames).indices, 0)
+    random = sampling.offset == "random"
+    sel = (dataclasses.replace(sampling, offset="start") if random else sampling).select(num_frames)
+    max_offset = num_frames - sel.keep if random else 0
+    if sampling.policy == "antialias":
+        gather = tuple(i - sel.offset for i in sel.indices)
+        return _FramePlan(sel.window, max_offset, gather=gather, filter_stride=sel.filter_stride)
+    return _FramePlan(sel.indices, max_offset)
 
 
 def _common_num_frames(records: Sequence[ClipRecord]) -> int:
@@ -174,6 +181,7 @@ def _clip_pipeline(
     image_size: int,
     mean: Sequence[float],
     std: Sequence[float],
+    normalize: bool = True,
 ):
     encoded, row = fn.readers.file(
         files=files,
@@ -195,6 +203,8 @@ def _clip_pipeline(
     video = fn.decoders.video(encoded, frames=frames, device=decoder_device)
     op_device = "gpu" if decoder_device == "mixed" else "cpu"
     video = fn.resize(video, resize_shorter=image_size, device=op_device)
+    if not normalize:  # uint8 FHWC for the anti-aliasing kernel, which normalises itself
+        return fn.crop(video, crop=(image_size, image_size), device=op_device), row
     video = fn.crop_mirror_normalize(
         video,
         crop=(image_size, image_size),
@@ -259,7 +269,7 @@ class DaliLoader(ClipLoader):
     @property
     def frames_per_clip(self) -> int:
         """``T`` of every delivered clip."""
-        return len(self._plan.indices)
+        return len(self._plan.gather if self._plan.gather is not None else self._plan.indices)
 
     def _shard_members(self) -> list[int]:
         if self._members is None:
@@ -368,6 +378,7 @@ class DaliLoader(ClipLoader):
             image_size=self.options.image_size,
             mean=self.options.mean,
             std=self.options.std,
+            normalize=self._plan.gather is None,
             batch_size=batch_size,
             num_threads=self.options.num_threads,
             device_id=torch.cuda.current_device() if gpu else None,
@@ -414,6 +425,12 @@ class DaliLoader(ClipLoader):
 
     def _to_batch(self, out: dict[str, torch.Tensor]) -> Batch:
         video = out["video"]
+        if self._plan.gather is not None:
+            from inforates.kernels.ops import antialias_decimate
+
+            video = antialias_decimate(
+                video, self._plan.gather, self._plan.filter_stride, self.options.mean, self.options.std
+            )
         row_ids = out["row"].reshape(-1).to(device="cpu", dtype=torch.int64)
         labels = self._label_ids[row_ids].to(video.device)
         return Batch(video=video, labels=labels, rows=tuple(row_ids.tolist()))
