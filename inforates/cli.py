@@ -134,7 +134,29 @@ def _progress_bar(label: str) -> Callable[[int, int], None]:
     return update
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands that live beside their stage (inforates/commands/*), imported when first used:
+# they import this module's helpers, and ``--help`` stays fast.
+LAZY_COMMANDS = {
+    "sweep": "inforates.commands.sweep:sweep_command",
+    "flops": "inforates.commands.sweep:flops_command",
+    "report": "inforates.commands.sweep:report_command",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def cli(verbose: int) -> None:
     """inforates: accuracy, throughput and FLOPs of video models over coverage x stride."""
