@@ -140,6 +140,7 @@ LAZY_COMMANDS = {
     "sweep": "inforates.commands.sweep:sweep_command",
     "flops": "inforates.commands.sweep:flops_command",
     "report": "inforates.commands.sweep:report_command",
+    "spectrum": "inforates.commands.spectrum:spectrum",
 }
 
 
