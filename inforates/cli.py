@@ -141,6 +141,7 @@ LAZY_COMMANDS = {
     "flops": "inforates.commands.sweep:flops_command",
     "report": "inforates.commands.sweep:report_command",
     "spectrum": "inforates.commands.spectrum:spectrum",
+    "throughput": "inforates.commands.bench:throughput",
 }
 
 

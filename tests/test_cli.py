@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from inforates.cli import cli
 
-COMMANDS = [[], ["frames"], ["data"], ["data", "synth"], ["data", "build-clips"], ["data", "build-manifest"], ["run"], ["train"], ["sweep"], ["flops"], ["report"], ["spectrum"]]
+COMMANDS = [[], ["frames"], ["data"], ["data", "synth"], ["data", "build-clips"], ["data", "build-manifest"], ["run"], ["train"], ["sweep"], ["flops"], ["report"], ["spectrum"], ["throughput"]]
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "root")

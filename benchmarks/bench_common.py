@@ -1,0 +1,39 @@
+"""Constants and helpers shared by the benchmark files and their conftest.
+
+A module of its own (not ``conftest``) so that ``pytest tests benchmarks`` cannot confuse
+it with ``tests/conftest.py``. Knobs: see ``benchmarks/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+NUM_FRAMES, SIZE = 50, 64
+COVERAGES = (10, 25, 50, 75, 100)
+STRIDES = (1, 2, 4, 8, 16)
+QUICK_GRID = ((100, 1), (25, 4), (10, 16))
+# (codec, gop): intra-only MJPEG (the default clips' format) and VP9 with a keyframe every
+# 10 frames (inter-coded: decoding frame k costs the frames since its keyframe).
+CLIP_FORMATS = (("mjpeg", None), ("vp9", 10))
+EXTRA_PACKAGES = ("decord", "opencv-python-headless", "pytest-benchmark", "nvidia-dali-cuda120")
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+NUM_CLIPS = env_int("INFORATES_BENCH_CLIPS", 8)
+ROUNDS = env_int("INFORATES_BENCH_ROUNDS", 5)
+
+
+def timed(config: pytest.Config) -> bool:
+    return not config.getoption("benchmark_disable", default=False)
+
+
+def grid(config: pytest.Config) -> list[tuple[int, int]]:
+    choice = os.environ.get("INFORATES_BENCH_GRID") or ("full" if timed(config) else "quick")
+    if choice not in ("full", "quick"):
+        raise pytest.UsageError(f"INFORATES_BENCH_GRID ({choice!r}) must be full or quick")
+    return [(c, s) for c in COVERAGES for s in STRIDES] if choice == "full" else list(QUICK_GRID)
