@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Literal
 import click
 
 from inforates import config as cfglib
-from inforates.sampling import OFFSET_POLICIES, POLICIES, check_coverage, check_stride
+from inforates.sampling import OFFSET_POLICIES, POLICIES, OffsetPolicy, Policy, check_coverage, check_stride
 
 log = logging.getLogger("inforates")
 
@@ -300,8 +300,8 @@ class RunConfig:
 
     coverage: float = 100.0
     stride: int = 1
-    policy: Literal["fixed", "all"] = "fixed"
-    offset: Literal["start", "center", "random"] = "start"
+    policy: Policy = "fixed"
+    offset: OffsetPolicy = "start"
     frames_per_clip: int | None = None
     manifest: Path | None = None  # None: the embedded synthetic test split
     checkpoint: str | None = None  # None: the embedded tiny model (trained on first use)

@@ -19,6 +19,54 @@ from inforates.sampling import Sampling
 log = logging.getLogger(__name__)
 
 
+def resolve_manifest(
+    manifest: Path | str | None,
+    cache_dir: Path | None,
+    *,
+    say: Callable[[str], None] = log.info,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """``manifest``, or the embedded synthetic test split (generated on first use)."""
+    from inforates import defaults
+
+    if manifest is not None:
+        return Path(manifest)
+    if not defaults.default_dataset_ready(cache_dir):
+        say(f"first run: generating the synthetic dataset into {defaults.cache_dir(cache_dir)}")
+    return defaults.default_dataset(cache_dir, progress=progress).test_manifest
+
+
+def resolve_model(
+    checkpoint: str | None,
+    records: list,
+    cache_dir: Path | None,
+    *,
+    say: Callable[[str], None] = log.info,
+) -> tuple[str, Any]:
+    """``(checkpoint, model)``: a checkpoint folder, hub id or preset (random weights, label
+    names from the manifest), or the embedded tiny model (trained on first use)."""
+    from inforates import defaults
+
+    if checkpoint is None:
+        if not defaults.default_checkpoint_ready(cache_dir):
+            say("first run: training timesformer-tiny on the synthetic train split (about 2 minutes on 2 cores)")
+        checkpoint = str(
+            defaults.default_checkpoint(
+                cache_dir,
+                progress=lambda row: say(
+                    f"  epoch {row['epoch']}: loss {row['loss']:.3f}, train acc {row['train_accuracy']:.2f}, "
+                    f"{row['clips_per_s']:.0f} clips/s"
+                ),
+            )
+        )
+    checkpoint = str(checkpoint)
+    if checkpoint in MODELS:
+        # A preset name: random weights, for throughput and FLOPs; accuracy is chance level.
+        log.warning("checkpoint %r is a preset with random weights: accuracy is meaningless", checkpoint)
+        return checkpoint, load_model(checkpoint, label_names=manifest_label_names(records))
+    return checkpoint, load_model(checkpoint)
+
+
 def run_setting(
     cfg: Any,
     *,
@@ -27,33 +75,10 @@ def run_setting(
     data_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``cfg`` (a :class:`inforates.cli.RunConfig`); returns a JSON-ready dict."""
-    from inforates import defaults
-
     say = log_progress or log.info
-    manifest, checkpoint = cfg.manifest, cfg.checkpoint
-    if manifest is None:
-        if not defaults.default_dataset_ready(cfg.cache_dir):
-            say(f"first run: generating the synthetic dataset into {defaults.cache_dir(cfg.cache_dir)}")
-        manifest = defaults.default_dataset(cfg.cache_dir, progress=data_progress).test_manifest
+    manifest = resolve_manifest(cfg.manifest, cfg.cache_dir, say=say, progress=data_progress)
     records = read_manifest(manifest)  # fails early, naming the path, before any model work
-    if checkpoint is None:
-        if not defaults.default_checkpoint_ready(cfg.cache_dir):
-            say("first run: training timesformer-tiny on the synthetic train split (about a minute on 2 cores)")
-        checkpoint = str(
-            defaults.default_checkpoint(
-                cfg.cache_dir,
-                progress=lambda row: say(
-                    f"  epoch {row['epoch']}: loss {row['loss']:.3f}, train acc {row['train_accuracy']:.2f}, "
-                    f"{row['clips_per_s']:.0f} clips/s"
-                ),
-            )
-        )
-    if str(checkpoint) in MODELS:
-        # A preset name: random weights, for throughput and FLOPs; accuracy is chance level.
-        log.warning("checkpoint %r is a preset with random weights: accuracy is meaningless", checkpoint)
-        model = load_model(str(checkpoint), label_names=manifest_label_names(records))
-    else:
-        model = load_model(str(checkpoint))
+    checkpoint, model = resolve_model(cfg.checkpoint, records, cfg.cache_dir, say=say)
     device = resolve_device(cfg.device)
     sampling = Sampling(
         coverage=cfg.coverage,

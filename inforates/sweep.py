@@ -46,7 +46,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -56,9 +56,8 @@ import torch.distributed as dist
 from inforates import config as cfglib
 from inforates._io import atomic_write_text
 from inforates.data.manifest import ClipRecord, read_manifest
-from inforates.data.manifest import label_names as manifest_label_names
 from inforates.flops import FlopReport, count_flops
-from inforates.sampling import FrameSelection, check_coverage, check_stride, select_frames
+from inforates.sampling import FrameSelection, Policy, check_coverage, check_stride, select_frames
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,11 @@ PER_CLASS_COLUMNS = ["setting", "coverage", "stride", "label", "label_id", "corr
 class SweepConfig:
     """Keys of a sweep (YAML or command line); seed ``eval_*`` names via :data:`SEED_ALIASES`."""
 
+    ALIASES: ClassVar[dict[str, str]] = SEED_ALIASES
+
     coverages: tuple[float, ...] = (10.0, 25.0, 50.0, 75.0, 100.0)
     strides: tuple[int, ...] = (1, 2, 4, 8, 16)
-    policy: Literal["fixed", "all"] = "fixed"
+    policy: Policy = "fixed"
     offset: Literal["start", "center"] = "start"  # no "random": evaluation must be repeatable
     frames_per_clip: int | None = None  # T for policy fixed; None: the model's
     manifest: Path | None = None  # None: the embedded synthetic test split
@@ -283,31 +284,17 @@ def _file_sha256(path: Path) -> str:
 
 def resolve_inputs(cfg: SweepConfig, say: Callable[[str], None] = log.info) -> SweepInputs:
     """Manifest and model from ``cfg``; the embedded default when either is missing."""
-    from inforates import defaults
     from inforates.loaders.dali import resolve_device
-    from inforates.models import MODELS, load_model
+    from inforates.runner import resolve_manifest, resolve_model
 
-    manifest = cfg.manifest
-    if manifest is None:
-        if not defaults.default_dataset_ready(cfg.cache_dir):
-            say(f"first run: generating the synthetic dataset into {defaults.cache_dir(cfg.cache_dir)}")
-        manifest = defaults.default_dataset(cfg.cache_dir).test_manifest
+    manifest = resolve_manifest(cfg.manifest, cfg.cache_dir, say=say)
     records = read_manifest(manifest)
     rows = list(range(len(records)))
     if cfg.sample_size is not None and cfg.sample_size < len(records):
         rng = np.random.default_rng(cfg.seed)
         rows = sorted(int(i) for i in rng.choice(len(records), size=cfg.sample_size, replace=False))
         records = [records[i] for i in rows]
-    checkpoint = cfg.checkpoint
-    if checkpoint is None:
-        if not defaults.default_checkpoint_ready(cfg.cache_dir):
-            say("first run: training timesformer-tiny on the synthetic train split (about a minute on 2 cores)")
-        checkpoint = str(defaults.default_checkpoint(cfg.cache_dir))
-    if checkpoint in MODELS:
-        log.warning("checkpoint %r is a preset with random weights: accuracy is meaningless", checkpoint)
-        model = load_model(checkpoint, label_names=manifest_label_names(records))
-    else:
-        model = load_model(checkpoint)
+    checkpoint, model = resolve_model(cfg.checkpoint, records, cfg.cache_dir, say=say)
     return SweepInputs(
         manifest=Path(manifest),
         checkpoint=str(checkpoint),

@@ -57,7 +57,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -98,6 +98,8 @@ class ResumeError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    ALIASES: ClassVar[dict[str, str]] = TRAIN_ALIASES
+
     model: str = "timesformer-tiny"  # a registered preset, a checkpoint dir or a hub id
     train_manifest: Path | None = None  # None: the embedded synthetic dataset
     val_manifest: Path | None = None  # per-epoch validation (sharded, counts reduced)

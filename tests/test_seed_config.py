@@ -70,3 +70,21 @@ def test_missing_manifest_without_build_flag_names_it(tmp_path):
     data = DataConfig(eval_manifest=tmp_path / "nope.csv")
     with pytest.raises(FileNotFoundError, match=re.escape(f"manifest not found: {tmp_path / 'nope.csv'}")):
         ensure_manifests(data)
+
+
+def test_one_seed_config_serves_every_command(tmp_path):
+    """The seed's config.yaml mixes data, train_* and eval_* keys; each command takes its own."""
+    from inforates.sweep import SweepConfig
+    from inforates.train import TrainConfig
+
+    seed = {
+        "clips_dir": "UCF101_data/UCF101_50f", "split_file": "ucfTrainTestlist/trainlist01.txt",
+        "use_dev_split": True, "build_manifest_if_missing": True, "results_dir": "results",
+        "train_epochs": 3, "train_batch_size": 4, "train_learning_rate": 1e-4,
+        "eval_manifest": "test.csv", "eval_coverages": [10, 100], "eval_strides": [1, 16], "eval_batch_size": 2,
+    }
+    assert cfglib.resolve(TrainConfig, seed).epochs == 3
+    sweep = cfglib.resolve(SweepConfig, seed)
+    assert sweep.coverages == (10.0, 100.0) and sweep.strides == (1, 16) and sweep.batch_size == 2
+    assert str(cfglib.resolve(RunConfig, seed).manifest) == "test.csv"
+    assert cfglib.resolve(DataConfig, seed).use_dev_split is True

@@ -164,10 +164,14 @@ def dali_error_summary(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-@pipeline_def
-def _rows_pipeline(*, rows: list[int], files: list[str], shard_id: int, num_shards: int, shuffle: bool):
-    """The reader alone, as :func:`_clip_pipeline` configures it: which rows a shard gets."""
-    _, row = fn.readers.file(
+def _reader(*, files: list[str], rows: list[int], shard_id: int, num_shards: int, shuffle: bool):
+    """The file reader both pipelines share; ``labels`` carry the manifest row of each file.
+
+    ``stick_to_shard`` keeps each rank's clips fixed across epochs (DALI's default rotates
+    shards, so per-epoch counts would change); ``pad_last_batch`` with the iterator's
+    ``LastBatchPolicy.PARTIAL`` delivers every clip exactly once.
+    """
+    return fn.readers.file(
         files=files,
         labels=rows,
         shard_id=shard_id,
@@ -177,6 +181,12 @@ def _rows_pipeline(*, rows: list[int], files: list[str], shard_id: int, num_shar
         random_shuffle=shuffle,
         name=_READER,
     )
+
+
+@pipeline_def
+def _rows_pipeline(*, rows: list[int], files: list[str], shard_id: int, num_shards: int, shuffle: bool):
+    """The reader alone, as :func:`_clip_pipeline` configures it: which rows a shard gets."""
+    _, row = _reader(files=files, rows=rows, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle)
     return row
 
 
@@ -195,16 +205,7 @@ def _clip_pipeline(
     std: Sequence[float],
     normalize: bool = True,
 ):
-    encoded, row = fn.readers.file(
-        files=files,
-        labels=rows,
-        shard_id=shard_id,
-        num_shards=num_shards,
-        stick_to_shard=True,
-        pad_last_batch=True,
-        random_shuffle=shuffle,
-        name=_READER,
-    )
+    encoded, row = _reader(files=files, rows=rows, shard_id=shard_id, num_shards=num_shards, shuffle=shuffle)
     if plan.max_offset > 0:
         # random.choice(n) is uniform on {0..n-1}; random.uniform with an integer dtype
         # rounds a continuous draw, so it would reach n and favour the interior values.
