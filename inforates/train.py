@@ -116,6 +116,7 @@ class TrainConfig:
     coverage: float = 100.0
     stride: int = 1
     offset: Literal["start", "center", "random"] = "random"
+    policy: Literal["fixed", "antialias"] = "fixed"  # antialias: train on filtered frames
     rates: tuple[str, ...] = ()  # multi-rate: "coverage:stride" each, e.g. 100:1,50:2; () = coverage/stride
     val_offset: Literal["start", "center", "random"] = "center"
     frames_per_clip: int | None = None  # None: the model's own num_frames
@@ -367,7 +368,7 @@ class _RatePlan:
 def _sampling(cfg: TrainConfig, model: VideoClassifier, coverage: float, stride: int, offset: str) -> Sampling:
     return Sampling(
         coverage=coverage, stride=stride, frames_per_clip=cfg.frames_per_clip or model.num_frames,
-        policy="fixed", offset=offset,
+        policy=cfg.policy, offset=offset,
     )
 
 

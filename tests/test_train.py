@@ -149,3 +149,12 @@ def test_single_process_every_clip_once_and_checkpoint(tmp_path, data):
     assert state["epoch"] == 2 and state["micro_step"] == 0 and state["step"] == 4
     assert set(state["rng"]) >= {"torch", "numpy_keys", "python"}
     assert (result.checkpoint / "model.safetensors").is_file()
+
+
+def test_training_with_policy_antialias(tmp_path, data):
+    """The anti-aliased sampling mode trains end to end (the loader filters the window)."""
+    cfg = load_config(None, {"train_manifest": data["train"], "out_dir": tmp_path / "aa", "epochs": 1,
+                             "batch_size": 4, "policy": "antialias", "coverage": 50, "stride": 2})
+    result = train(cfg)
+    assert result.history[-1]["clips"] == data["n"]
+    assert (result.checkpoint / "model.safetensors").is_file()
