@@ -295,7 +295,7 @@ def data_build_manifest(clips_dir, split_file, class_index, out, strict, fractio
 
 # --------------------------------------------------------------------------- run
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(cfglib.EvalInputs):
     ALIASES: ClassVar[dict[str, str]] = {"eval_manifest": "manifest"}  # the seed's key
 
     coverage: float = 100.0
@@ -303,14 +303,6 @@ class RunConfig:
     policy: Policy = "fixed"
     offset: OffsetPolicy = "start"
     frames_per_clip: int | None = None
-    manifest: Path | None = None  # None: the embedded synthetic test split
-    checkpoint: str | None = None  # None: the embedded tiny model (trained on first use)
-    loader: str = "dali"
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    batch_size: int = 8
-    num_threads: int = 2
-    cache_dir: Path | None = None
-    measure_loader: bool = True
 
 
 def _fmt(v: Any) -> str:

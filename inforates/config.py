@@ -12,7 +12,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 
@@ -122,6 +122,20 @@ SECTIONS: dict[str, str] = {
     "train": "inforates.train:TrainConfig",
     "sweep": "inforates.sweep:SweepConfig",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalInputs:
+    """What ``run`` and ``sweep`` evaluate, and with what: the keys their sections share."""
+
+    manifest: Path | None = None  # None: the embedded synthetic test split
+    checkpoint: str | None = None  # None: the embedded tiny model (trained on first use)
+    loader: str = "dali"
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    batch_size: int = 8
+    num_threads: int = 2
+    cache_dir: Path | None = None
+    measure_loader: bool = True  # the loader-only pass behind loader_clips_per_s
 
 
 def _section_keys(exclude: type) -> set[str]:

@@ -19,6 +19,8 @@ from inforates.sampling import Sampling
 log = logging.getLogger(__name__)
 
 
+
+
 def resolve_manifest(
     manifest: Path | str | None,
     cache_dir: Path | None,

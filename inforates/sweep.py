@@ -90,7 +90,7 @@ PER_CLASS_COLUMNS = ["setting", "coverage", "stride", "label", "label_id", "corr
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(cfglib.EvalInputs):
     """Keys of a sweep (YAML or command line); seed ``eval_*`` names via :data:`SEED_ALIASES`."""
 
     ALIASES: ClassVar[dict[str, str]] = SEED_ALIASES
@@ -100,19 +100,11 @@ class SweepConfig:
     policy: Policy = "fixed"
     offset: Literal["start", "center"] = "start"  # no "random": evaluation must be repeatable
     frames_per_clip: int | None = None  # T for policy fixed; None: the model's
-    manifest: Path | None = None  # None: the embedded synthetic test split
-    checkpoint: str | None = None  # None: the embedded tiny model (trained on first use)
-    loader: str = "dali"
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    batch_size: int = 8
-    num_threads: int = 2
     sample_size: int | None = None  # evaluate a seeded random subset of this many clips
     seed: int = 0
     per_class: bool = True  # write per_class.csv
-    measure_loader: bool = True  # the loader-only pass behind loader_clips_per_s
     jitter_coverage_pct: float = 0.0  # seed key; only 0 is supported
     wandb: bool = False  # seed key; only false is supported
-    cache_dir: Path | None = None
     out_dir: Path = Path("sweep-results")
 
     def __post_init__(self) -> None:
