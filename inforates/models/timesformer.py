@@ -71,6 +71,21 @@ MODELS.add(
     ),
 )
 
+@contextlib.contextmanager
+def _quiet_hf():
+    """Hide transformers' per-file progress bars ("Loading weights", "Writing model shards")
+    for the duration: a checkpoint written every epoch would otherwise print one each time."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 _METADATA_KEY = "inforates"  # the ModelCfg, stored inside the HF config.json
 
 
@@ -184,7 +199,8 @@ class VideoClassifier(nn.Module):
         """Write ``config.json`` (with labels and the :class:`ModelCfg`) and ``model.safetensors``."""
         directory = Path(directory)
         setattr(self.hf.config, _METADATA_KEY, self.cfg.to_dict())
-        self.hf.save_pretrained(directory)
+        with _quiet_hf():
+            self.hf.save_pretrained(directory)
         return directory
 
 
@@ -251,9 +267,10 @@ def load_timesformer(source: str, label_names: list[str] | None) -> VideoClassif
         config.label2id = {n: i for i, n in enumerate(label_names)}
 
     try:
-        hf = TimesformerForVideoClassification.from_pretrained(
-            source, config=config, ignore_mismatched_sizes=new_head
-        )
+        with _quiet_hf():
+            hf = TimesformerForVideoClassification.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=new_head
+            )
     except OSError as err:
         raise ModelError(f"checkpoint {source}: weights could not be loaded ({_first_line(err)})") from err
     hf.eval()
