@@ -436,4 +436,66 @@ def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     return Report(out_dir=out, files=[*figures, stats_path, summary], stats=stats)
 
 
-__all__ = ["Report", "cochran_q", "holm", "mcnemar_exact", "pareto_front", "significance", "write_report"]
+def _label(res: SweepResults) -> str:
+    """``policy (model folder)``, e.g. ``antialias (aa_train)``."""
+    policy = res.info.get("config", {}).get("policy", "?")
+    checkpoint = Path(str(res.info.get("inputs", {}).get("checkpoint", "?")))
+    model = checkpoint.parent.name if checkpoint.name == "final" else checkpoint.name
+    return f"{policy} ({model})"
+
+
+def write_comparison(results_dirs: Sequence_, out_dir: str | os.PathLike) -> list[Path]:
+    """Several finished sweeps side by side (e.g. policy ``fixed`` vs ``antialias``): per
+    setting, each sweep's top-1, loader and end-to-end clips/s and GFLOPs; per class, top-1
+    at every stride for full coverage. Writes ``comparison.md``, ``comparison.csv`` and
+    ``comparison_vs_stride.png`` into ``out_dir``."""
+    sweeps = [load_results(d) for d in results_dirs]
+    if len(sweeps) < 2:
+        raise ValueError("a comparison needs at least two results directories")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = [f"{i + 1}: {_label(r)}" for i, r in enumerate(sweeps)]
+    keys = ["coverage", "stride"]
+    cols = ["accuracy", "loader_clips_per_s", "e2e_clips_per_s", "gflops_per_clip"]
+    merged = None
+    for label, res in zip(labels, sweeps):
+        part = res.results[keys + cols].rename(columns={c: f"{c} [{label}]" for c in cols})
+        merged = part if merged is None else merged.merge(part, on=keys, how="outer")
+    merged = merged.sort_values(keys, ascending=[False, True])
+    csv_path = out / "comparison.csv"
+    atomic_write_text(csv_path, merged.to_csv(index=False))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, res in zip(labels, sweeps):
+        full = res.results[res.results.coverage == res.results.coverage.max()].sort_values("stride")
+        ax.plot(full.stride, full.accuracy, marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("stride (coverage 100 %)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    png = _save(fig, out / "comparison_vs_stride.png")
+
+    lines = ["# Sweeps side by side", ""]
+    lines += [f"- {label}: `{res.out_dir}`" for label, res in zip(labels, sweeps)] + [""]
+    table = merged[keys + [f"{c} [{label}]" for c in ("accuracy", "e2e_clips_per_s", "gflops_per_clip") for label in labels]]
+    lines += [_md_table(table), ""]
+    per_class = [r.per_class for r in sweeps]
+    if all(pc is not None and not pc.empty for pc in per_class):
+        lines += ["## Per class at full coverage (top-1 by stride)", ""]
+        rows = []
+        for label, res in zip(labels, sweeps):
+            pc = res.per_class[res.per_class.coverage == res.per_class.coverage.max()]
+            wide = pc.pivot_table(index="label", columns="stride", values="accuracy")
+            wide.insert(0, "sweep", label)
+            rows.append(wide.reset_index())
+        lines += [_md_table(pd.concat(rows).sort_values(["label", "sweep"])), ""]
+    lines += [f"![comparison]({png.name})", ""]
+    md = out / "comparison.md"
+    atomic_write_text(md, "\n".join(lines))
+    return [csv_path, png, md]
+
+
+__all__ = [
+    "Report", "cochran_q", "holm", "mcnemar_exact", "pareto_front", "significance", "write_comparison", "write_report",
+]

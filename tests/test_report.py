@@ -164,3 +164,20 @@ def test_cochran_q_with_two_settings_is_mcnemar_chi2():
 
 def test_holm():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_comparison_of_two_sweeps_side_by_side(tmp_path, results_dir):
+    """Two finished sweeps (e.g. fixed vs antialias) in one table and one figure."""
+    import shutil
+
+    from inforates.report import write_comparison
+
+    other = tmp_path / "other"
+    shutil.copytree(results_dir, other)
+    files = write_comparison([results_dir, other], tmp_path / "cmp")
+    assert [f.name for f in files] == ["comparison.csv", "comparison_vs_stride.png", "comparison.md"]
+    assert all(f.stat().st_size > 0 for f in files)
+    text = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "1: " in text and "2: " in text
+    with pytest.raises(ValueError, match="at least two"):
+        write_comparison([results_dir], tmp_path / "cmp2")

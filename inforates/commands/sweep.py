@@ -107,14 +107,18 @@ def flops_command(model, frames, size, views, num_labels, as_json):
 @click.command("report")
 @click.argument("results_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Report folder (default RESULTS_DIR/report).")
+@click.option("--compare", "others", multiple=True, type=click.Path(path_type=Path), help="Another finished sweep to show side by side (e.g. policy antialias); repeatable.")
 @user_errors
-def report_command(results_dir, out_dir):
+def report_command(results_dir, out_dir, others):
     """Figures, statistics and a Markdown summary of a finished sweep."""
-    from inforates.report import write_report
+    from inforates.report import write_comparison, write_report
 
     report = write_report(results_dir, out_dir)
     for path in report.files:
         click.echo(str(path))
+    if others:
+        for path in write_comparison([results_dir, *others], report.out_dir):
+            click.echo(str(path))
 
 
 __all__ = ["flops_command", "report_command", "sweep_command"]
