@@ -94,11 +94,11 @@ def test_missing_manifest_fails_first(as_rank0_of_2, tmp_path):
     _fails_before_process_group(cfg, ManifestError, f"manifest not found: {tmp_path / 'nope.csv'}")
 
 
-def test_wandb_enabled_but_missing_fails_first(as_rank0_of_2, tmp_path, data):
+def test_wandb_enabled_but_missing_fails_first(as_rank0_of_2, tmp_path, data, monkeypatch):
     import importlib.util
 
-    if importlib.util.find_spec("wandb") is not None:
-        pytest.skip("wandb is installed here")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
     cfg = load_config({"train_disable_wandb": False}, {"train_manifest": data["train"], "out_dir": tmp_path})
     _fails_before_process_group(cfg, ConfigError, "wandb logging is enabled (train_disable_wandb: false or --wandb) but wandb is not installed")
 
@@ -158,3 +158,17 @@ def test_training_with_policy_antialias(tmp_path, data):
     result = train(cfg)
     assert result.history[-1]["clips"] == data["n"]
     assert (result.checkpoint / "model.safetensors").is_file()
+
+
+def test_wandb_logging_works_offline(tmp_path, data, monkeypatch):
+    """WandB on (`--wandb` / train_disable_wandb: false) with WANDB_MODE=offline: no network,
+    the run is written locally for a later `wandb sync`."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = load_config({"train_disable_wandb": False, "train_wandb_project": "inforates-test"},
+                      {"train_manifest": data["train"], "out_dir": tmp_path / "run", "epochs": 1, "batch_size": 4})
+    train(cfg)
+    runs = list(tmp_path.rglob("offline-run-*"))
+    assert runs, "no offline wandb run was written"
