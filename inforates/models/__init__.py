@@ -5,6 +5,7 @@ clip length T, and returns ``(B, num_labels)`` logits.
 """
 
 from inforates.models import timesformer as _timesformer  # noqa: F401  (registers presets)
+from inforates.models import vit_frames as _vit_frames  # noqa: F401  (registers presets)
 from inforates.models._registry import (
     ARCHS,
     MODELS,
@@ -15,11 +16,13 @@ from inforates.models._registry import (
     load_model,
 )
 from inforates.models.timesformer import VideoClassifier
+from inforates.models.vit_frames import FrameVideoClassifier
 
 __all__ = [
     "ARCHS",
     "MODELS",
     "Arch",
+    "FrameVideoClassifier",
     "ModelCfg",
     "ModelError",
     "VideoClassifier",

@@ -4,8 +4,9 @@ Two registries, one per kind of thing:
 
 * ``MODELS`` maps a preset name (``timesformer-tiny``) to a :class:`ModelCfg`: the shape of the
   network plus the preprocessing (image size, mean/std) a loader must apply for it.
-* ``ARCHS`` maps an architecture name (``timesformer``, which is also the Hugging Face
-  ``model_type`` in a checkpoint's ``config.json``) to an :class:`Arch`: how to build it with
+* ``ARCHS`` maps an architecture name (``timesformer``, ``vit-frames``; the ``arch`` of the
+  inforates metadata in a checkpoint's ``config.json``, else its Hugging Face ``model_type``)
+  to an :class:`Arch`: how to build it with
   random weights and how to load it from a checkpoint. A second architecture is one more
   ``ARCHS.add`` call, never an ``if arch == ...`` branch here.
 
@@ -100,8 +101,9 @@ class Arch:
 
     ``build(cfg, label_names)`` returns a randomly initialised model (seeding is the
     caller's job). ``load(source, label_names)`` loads a checkpoint from a local directory or
-    Hub id whose ``config.json`` has this architecture's ``model_type``; ``label_names=None``
-    keeps the checkpoint's labels, a different number of labels gets a new head.
+    Hub id whose ``config.json`` names this architecture (inforates ``arch``, else
+    ``model_type``); ``label_names=None`` keeps the checkpoint's labels, a different number of
+    labels gets a new head.
     """
 
     build: Callable[[ModelCfg, list[str]], VideoClassifier]
@@ -178,12 +180,12 @@ def load_model(name_or_path: str, *, label_names: Sequence[str] | None = None) -
     else:
         source, config_file = name_or_path, Path(_hub_file(name_or_path, "config.json"))
 
-    model_type = _read_model_type(config_file, source)
-    if model_type not in ARCHS:
+    arch = _read_arch(config_file, source)
+    if arch not in ARCHS:
         raise ModelError(
-            f"checkpoint {source} is a {model_type!r} model, expected {' or '.join(ARCHS.names())}"
+            f"checkpoint {source} is a {arch!r} model, expected {' or '.join(ARCHS.names())}"
         )
-    return ARCHS.get(model_type).load(source, labels)
+    return ARCHS.get(arch).load(source, labels)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -216,11 +218,17 @@ def _hub_file(repo_id: str, filename: str) -> str:
     return resolved
 
 
-def _read_model_type(config_file: Path, source: str) -> str:
+def _read_arch(config_file: Path, source: str) -> str:
+    """The architecture a checkpoint's config.json names: the ``arch`` of its inforates
+    metadata when there is one (a per-frame ViT saves as HF ``model_type`` "vit", like any
+    image ViT), else its ``model_type`` (a plain Hugging Face checkpoint)."""
     try:
         data = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ModelError(f"checkpoint {source}: cannot read config.json ({_first_line(err)})") from err
+    metadata = data.get("inforates") if isinstance(data, dict) else None
+    if isinstance(metadata, dict) and isinstance(metadata.get("arch"), str):
+        return metadata["arch"]
     model_type = data.get("model_type") if isinstance(data, dict) else None
     if not isinstance(model_type, str):
         raise ModelError(f"checkpoint {source}: config.json has no model_type")

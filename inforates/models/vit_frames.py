@@ -1,0 +1,215 @@
+"""A per-frame ViT with temporal average pooling: the order-blind contrast to TimeSformer.
+
+Every frame goes through the same image ViT on its own (the B*T frames as one batch); the CLS
+features are averaged over time, then one linear head classifies the average::
+
+    clip (B, T, C, H, W) -> (B*T, C, H, W) -> ViT -> CLS (B*T, D) -> (B, T, D) -> mean over T
+                                                                  -> (B, D) -> Linear -> (B, K)
+
+There are no time embeddings and no attention across frames, so any T works and the logits
+do not depend on frame order: the model can tell *what* is in a clip and how much of it, but
+not clockwise from counter-clockwise, or an early flash from a late one. Comparing it with
+TimeSformer over coverage x stride separates what a task needs from appearance alone from
+what it needs from time.
+
+Checkpoints are ordinary Hugging Face ones (``model.safetensors`` + ``config.json`` with
+``model_type: "vit"``, backbone keys ``vit.*`` and head ``classifier.*`` as in
+``ViTForImageClassification``). ``load_model`` tells them apart from an image ViT by the
+``inforates`` metadata (``arch: "vit-frames"``), never by a path or name.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import ViTConfig, ViTModel
+from transformers.models.vit.modeling_vit import ViTPreTrainedModel
+
+from inforates.models._registry import ARCHS, MODELS, Arch, ModelCfg, ModelError, _first_line
+from inforates.models.timesformer import _METADATA_KEY, KINETICS_MEAN, KINETICS_STD, _quiet_hf
+
+log = logging.getLogger(__name__)
+
+ARCH = "vit-frames"
+
+MODELS.add(
+    "vit-frames-base",  # ViT-B/16 on each of 8 frames (8 is only the default clip length)
+    ModelCfg(
+        name="vit-frames-base", arch=ARCH, num_frames=8, image_size=224, patch_size=16,
+        hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
+        attention_type="space_only", mean=KINETICS_MEAN, std=KINETICS_STD,
+    ),
+)
+MODELS.add(
+    # Sized like timesformer-tiny (width, depth, heads, MLP), but 8x8 patches: one token per
+    # frame would leave the ViT nothing to attend over.
+    "vit-frames-tiny",
+    ModelCfg(
+        name="vit-frames-tiny", arch=ARCH, num_frames=8, image_size=32, patch_size=8,
+        hidden_size=64, num_layers=3, num_heads=4, intermediate_size=128,
+        attention_type="space_only", mean=KINETICS_MEAN, std=KINETICS_STD,
+    ),
+)
+
+
+class FrameViTClassifier(ViTPreTrainedModel):
+    """``ViTModel`` on each frame, CLS features averaged over T, linear head: (B, T, C, H, W) -> logits.
+
+    A Hugging Face ``PreTrainedModel`` (``save_pretrained``/``from_pretrained``, safetensors,
+    ``ignore_mismatched_sizes`` for a new head); :class:`FrameVideoClassifier` wraps it with the
+    inforates interface and input checks.
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__(config)
+        self.vit = ViTModel(config, add_pooling_layer=False)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, T, D): the final-layer-norm CLS token of every frame."""
+        batch, frames = pixel_values.shape[:2]
+        height = pixel_values.shape[-1]
+        hidden = self.vit(
+            pixel_values=pixel_values.flatten(0, 1),
+            interpolate_pos_encoding=height != self.config.image_size,
+        ).last_hidden_state
+        return hidden[:, 0].unflatten(0, (batch, frames))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.frame_features(pixel_values).mean(dim=1))
+
+
+class FrameVideoClassifier(nn.Module):
+    """The per-frame ViT with the interface of :class:`~inforates.models.VideoClassifier`.
+
+    Attributes: ``cfg`` (the :class:`ModelCfg`; ``num_frames`` is only the default clip
+    length, there are no time embeddings), ``label_names``, ``num_labels``, ``num_frames``,
+    ``name`` (preset, directory or Hub id it came from), ``hf`` (the
+    :class:`FrameViTClassifier`: backbone, head and ``ViTConfig``; any T is fine).
+    """
+
+    def __init__(self, hf: FrameViTClassifier, cfg: ModelCfg, *, name: str) -> None:
+        super().__init__()
+        if cfg.arch != ARCH:
+            raise ValueError(f"{cfg.name} is a {cfg.arch!r} model, not {ARCH!r}")
+        if hf.config.image_size != cfg.image_size or hf.config.patch_size != cfg.patch_size:
+            raise ValueError(
+                f"HF config ({hf.config.image_size}px, patch {hf.config.patch_size}) disagrees "
+                f"with {cfg.name} ({cfg.image_size}px, patch {cfg.patch_size})"
+            )
+        self.hf = hf
+        self.cfg = cfg
+        self.name = name
+
+    @property
+    def num_frames(self) -> int:
+        return self.cfg.num_frames
+
+    @property
+    def label_names(self) -> list[str]:
+        id2label = self.hf.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.hf.config.id2label)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """``video``: (B, T, C, H, W) float, normalised with ``cfg.mean``/``cfg.std``; T >= 1.
+
+        H == W must be a multiple of the patch size; another size than ``cfg.image_size``
+        works (position embeddings are interpolated) but is not what the model was trained on.
+        """
+        channels, patch = self.hf.config.num_channels, self.cfg.patch_size
+        if video.ndim != 5 or video.shape[2] != channels or video.shape[1] < 1:
+            raise ValueError(
+                f"video must be (B, T, {channels}, H, W) with T >= 1, got shape {tuple(video.shape)}"
+            )
+        height, width = video.shape[-2:]
+        if height != width or height % patch:
+            raise ValueError(
+                f"frames must be square with a side that is a multiple of {patch}, got {height}x{width}"
+            )
+        return self.hf(video)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (with labels and the :class:`ModelCfg`) and ``model.safetensors``."""
+        directory = Path(directory)
+        setattr(self.hf.config, _METADATA_KEY, self.cfg.to_dict())
+        with _quiet_hf():
+            self.hf.save_pretrained(directory)
+        return directory
+
+
+def _hf_config(cfg: ModelCfg, label_names: list[str]) -> ViTConfig:
+    return ViTConfig(
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+    )
+
+
+def _cfg_from_hf(config: ViTConfig, saved: ModelCfg) -> ModelCfg:
+    """The ModelCfg config.json describes; name, num_frames and mean/std only live in ``saved``."""
+    return ModelCfg(
+        name=saved.name, arch=ARCH, num_frames=saved.num_frames, image_size=config.image_size,
+        patch_size=config.patch_size, hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers, num_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size, attention_type="space_only",
+        mean=saved.mean, std=saved.std,
+    )
+
+
+def build_vit_frames(cfg: ModelCfg, label_names: list[str]) -> FrameVideoClassifier:
+    hf = FrameViTClassifier(_hf_config(cfg, label_names)).eval()
+    return FrameVideoClassifier(hf, cfg, name=cfg.name)
+
+
+def load_vit_frames(source: str, label_names: list[str] | None) -> FrameVideoClassifier:
+    try:
+        config = ViTConfig.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(f"checkpoint {source}: bad ViT config ({_first_line(err)})") from err
+
+    # load_model only dispatches here on this metadata, so it is present; a bad one is an error.
+    try:
+        saved = ModelCfg.from_dict(dict(getattr(config, _METADATA_KEY)))
+    except (AttributeError, TypeError, ValueError) as err:
+        raise ModelError(f"checkpoint {source}: bad inforates metadata ({err})") from err
+    if _cfg_from_hf(config, saved) != saved:
+        raise ModelError(f"checkpoint {source}: inforates metadata disagrees with config.json")
+
+    ckpt_labels = [config.id2label[i] for i in range(len(config.id2label))]
+    new_head = False
+    if label_names is not None and label_names != ckpt_labels:
+        if len(label_names) != len(ckpt_labels):
+            new_head = True
+            log.info("%s: new classification head, %d -> %d labels", source, len(ckpt_labels),
+                     len(label_names))
+        else:
+            first = next(i for i, (a, b) in enumerate(zip(label_names, ckpt_labels)) if a != b)
+            raise ModelError(
+                f"checkpoint {source} has the same number of labels but different names "
+                f"(index {first}: {ckpt_labels[first]!r} in the checkpoint, {label_names[first]!r} given)"
+            )
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {n: i for i, n in enumerate(label_names)}
+
+    try:
+        with _quiet_hf():
+            hf = FrameViTClassifier.from_pretrained(source, config=config, ignore_mismatched_sizes=new_head)
+    except OSError as err:
+        raise ModelError(f"checkpoint {source}: weights could not be loaded ({_first_line(err)})") from err
+    return FrameVideoClassifier(hf.eval(), saved, name=source)
+
+
+ARCHS.add(ARCH, Arch(build=build_vit_frames, load=load_vit_frames))
