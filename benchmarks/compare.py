@@ -75,7 +75,9 @@ def loader_table(cur: dict[str, Row], prev: dict[str, Row]) -> list[dict[str, An
         seed = rates.get(SEED)
         for name in sorted(by_loader, key=lambda n: (n != "dali", n)):
             rate = rates[name]
-            peers = {n: v for n, v in rates.items() if n not in (name, SEED) and v}
+            # Variants of one loader (dali, dali-antialias) are not each other's peers.
+            family = name.split("-")[0]
+            peers = {n: v for n, v in rates.items() if n not in (name, SEED) and n.split("-")[0] != family and v}
             best = max(peers, key=peers.get) if peers else None
             p = prev.get(by_loader[name].name)
             table.append({

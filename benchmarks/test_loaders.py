@@ -67,3 +67,37 @@ def test_loader_epoch(benchmark, clips, setting, loader_name):
         assert delivered == len(clips.records)
     finally:
         loader.close()
+
+
+def test_dali_antialias_epoch(benchmark, clips, setting):
+    """Policy antialias beside fixed, in the same group: the whole covered window is decoded
+    and box-filtered (inforates.kernels) down to the same T frames, so the cost of the
+    filter shows as a ratio to DALI-fixed on the same clips and setting."""
+    coverage, stride = setting
+    sampling = Sampling(coverage=coverage, stride=stride, frames_per_clip=8, policy="antialias")
+    selection = sampling.select(clips.records[0].num_frames)
+    loader = DaliLoader(clips.records, sampling, OPTIONS)
+    benchmark.group = f"loaders {clips.id} c{coverage} s{stride}"
+    benchmark.extra_info.update(
+        suite="loaders", loader="dali-antialias", codec=clips.codec, gop=clips.gop, coverage=coverage,
+        stride=stride, policy="antialias", frames_per_clip=selection.frames_used,
+        distinct_frames=selection.distinct_frames, decoded_frames=selection.decoded_frames,
+        filter_stride=selection.filter_stride, clips=len(clips.records), batch_size=OPTIONS.batch_size,
+        num_threads=OPTIONS.num_threads, image_size=OPTIONS.image_size,
+    )
+    try:
+        warm = list(loader)
+        video = torch.cat([b.video for b in warm])
+        assert video.shape[1:] == (8, 3, OPTIONS.image_size, OPTIONS.image_size)
+        assert torch.isfinite(video).all()
+        if selection.filter_stride == 1:  # nothing to filter: the fixed frames exactly
+            assert all([read_stamp(f) for f in clip] == list(selection.indices) for clip in video.numpy())
+
+        def epoch() -> int:
+            return sum(len(b.rows) for b in loader)
+
+        warmup = math.ceil(2 * OPTIONS.batch_size / len(clips.records))
+        delivered = benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=warmup)
+        assert delivered == len(clips.records)
+    finally:
+        loader.close()
