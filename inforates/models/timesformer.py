@@ -137,7 +137,62 @@ class _ShapeOverride:
         self.__init__(state["configs"])  # type: ignore[misc]
 
 
-class VideoClassifier(nn.Module):
+class ClipClassifier(nn.Module):
+    """What every model wrapper offers: ``(B, T, C, H, W)`` clips in, logits out.
+
+    Subclasses set ``hf`` (a Hugging Face ``PreTrainedModel`` with ``id2label`` in its config),
+    ``cfg`` (the :class:`ModelCfg`) and ``name``, and implement :meth:`_logits`; input checks,
+    label names and saving live here once.
+    """
+
+    hf: Any
+    cfg: ModelCfg
+    name: str
+
+    @property
+    def num_frames(self) -> int:
+        return self.cfg.num_frames
+
+    @property
+    def label_names(self) -> list[str]:
+        id2label = self.hf.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.hf.config.id2label)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """``video``: (B, T, C, H, W) float, normalised with ``cfg.mean``/``cfg.std``; T >= 1.
+
+        H == W must be a multiple of the patch size; a size other than ``cfg.image_size``
+        works (position embeddings are interpolated) but is not what the model was trained on.
+        """
+        channels, patch = self.hf.config.num_channels, self.cfg.patch_size
+        if video.ndim != 5 or video.shape[2] != channels or video.shape[1] < 1:
+            raise ValueError(
+                f"video must be (B, T, {channels}, H, W) with T >= 1, got shape {tuple(video.shape)}"
+            )
+        height, width = video.shape[-2:]
+        if height != width or height % patch:
+            raise ValueError(
+                f"frames must be square with a side that is a multiple of {patch}, got {height}x{width}"
+            )
+        return self._logits(video)
+
+    def _logits(self, video: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (with labels and the :class:`ModelCfg`) and ``model.safetensors``."""
+        directory = Path(directory)
+        setattr(self.hf.config, _METADATA_KEY, self.cfg.to_dict())
+        with _quiet_hf():
+            self.hf.save_pretrained(directory)
+        return directory
+
+
+class VideoClassifier(ClipClassifier):
     """A TimeSformer classifier taking ``(B, T, C, H, W)`` clips of any T, returning logits.
 
     Attributes: ``cfg`` (the :class:`ModelCfg`; its ``image_size``, ``mean`` and ``std`` are
@@ -162,46 +217,9 @@ class VideoClassifier(nn.Module):
                    if isinstance(getattr(m, "config", None), TimesformerConfig)}
         self._shape_override = _ShapeOverride(list(configs.values()))
 
-    @property
-    def num_frames(self) -> int:
-        return self.cfg.num_frames
-
-    @property
-    def label_names(self) -> list[str]:
-        id2label = self.hf.config.id2label
-        return [id2label[i] for i in range(len(id2label))]
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.hf.config.id2label)
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """``video``: (B, T, C, H, W) float, normalised with ``cfg.mean``/``cfg.std``; T >= 1.
-
-        H == W must be a multiple of the patch size; a size other than ``cfg.image_size``
-        works (HF interpolates the position embeddings) but is not what the model was
-        trained on.
-        """
-        channels, patch = self.hf.config.num_channels, self.cfg.patch_size
-        if video.ndim != 5 or video.shape[2] != channels or video.shape[1] < 1:
-            raise ValueError(
-                f"video must be (B, T, {channels}, H, W) with T >= 1, got shape {tuple(video.shape)}"
-            )
-        height, width = video.shape[-2:]
-        if height != width or height % patch:
-            raise ValueError(
-                f"frames must be square with a side that is a multiple of {patch}, got {height}x{width}"
-            )
-        with self._shape_override(int(video.shape[1]), int(width)):
+    def _logits(self, video: torch.Tensor) -> torch.Tensor:
+        with self._shape_override(int(video.shape[1]), int(video.shape[-1])):
             return self.hf(pixel_values=video, return_dict=True).logits
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` (with labels and the :class:`ModelCfg`) and ``model.safetensors``."""
-        directory = Path(directory)
-        setattr(self.hf.config, _METADATA_KEY, self.cfg.to_dict())
-        with _quiet_hf():
-            self.hf.save_pretrained(directory)
-        return directory
 
 
 def _hf_config(cfg: ModelCfg, label_names: list[str]) -> TimesformerConfig:

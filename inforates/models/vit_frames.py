@@ -29,7 +29,7 @@ from transformers import ViTConfig, ViTModel
 from transformers.models.vit.modeling_vit import ViTPreTrainedModel
 
 from inforates.models._registry import ARCHS, MODELS, Arch, ModelCfg, ModelError, _first_line
-from inforates.models.timesformer import _METADATA_KEY, KINETICS_MEAN, KINETICS_STD, _quiet_hf
+from inforates.models.timesformer import _METADATA_KEY, KINETICS_MEAN, KINETICS_STD, ClipClassifier, _quiet_hf
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class FrameViTClassifier(ViTPreTrainedModel):
         return self.classifier(self.frame_features(pixel_values).mean(dim=1))
 
 
-class FrameVideoClassifier(nn.Module):
+class FrameVideoClassifier(ClipClassifier):
     """The per-frame ViT with the interface of :class:`~inforates.models.VideoClassifier`.
 
     Attributes: ``cfg`` (the :class:`ModelCfg`; ``num_frames`` is only the default clip
@@ -105,44 +105,8 @@ class FrameVideoClassifier(nn.Module):
         self.cfg = cfg
         self.name = name
 
-    @property
-    def num_frames(self) -> int:
-        return self.cfg.num_frames
-
-    @property
-    def label_names(self) -> list[str]:
-        id2label = self.hf.config.id2label
-        return [id2label[i] for i in range(len(id2label))]
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.hf.config.id2label)
-
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """``video``: (B, T, C, H, W) float, normalised with ``cfg.mean``/``cfg.std``; T >= 1.
-
-        H == W must be a multiple of the patch size; another size than ``cfg.image_size``
-        works (position embeddings are interpolated) but is not what the model was trained on.
-        """
-        channels, patch = self.hf.config.num_channels, self.cfg.patch_size
-        if video.ndim != 5 or video.shape[2] != channels or video.shape[1] < 1:
-            raise ValueError(
-                f"video must be (B, T, {channels}, H, W) with T >= 1, got shape {tuple(video.shape)}"
-            )
-        height, width = video.shape[-2:]
-        if height != width or height % patch:
-            raise ValueError(
-                f"frames must be square with a side that is a multiple of {patch}, got {height}x{width}"
-            )
+    def _logits(self, video: torch.Tensor) -> torch.Tensor:
         return self.hf(video)
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` (with labels and the :class:`ModelCfg`) and ``model.safetensors``."""
-        directory = Path(directory)
-        setattr(self.hf.config, _METADATA_KEY, self.cfg.to_dict())
-        with _quiet_hf():
-            self.hf.save_pretrained(directory)
-        return directory
 
 
 def _hf_config(cfg: ModelCfg, label_names: list[str]) -> ViTConfig:
