@@ -36,6 +36,19 @@ def _dali_output(clips, sampling: Sampling) -> torch.Tensor:
     return _dali_outputs[key]
 
 
+def _time_epochs(benchmark, loader, num_clips: int) -> None:
+    """Time whole epochs of ``loader``; every clip must arrive in each."""
+
+    def epoch() -> int:
+        return sum(len(b.rows) for b in loader)
+
+    # DALI decodes up to prefetch_queue_depth (2) batches ahead while the checks before
+    # timing run; untimed rounds back to back with the timed ones use those up first.
+    warmup = math.ceil(2 * OPTIONS.batch_size / num_clips)
+    delivered = benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=warmup)
+    assert delivered == num_clips
+
+
 @pytest.mark.parametrize("loader_name", LOADER_NAMES)
 def test_loader_epoch(benchmark, clips, setting, loader_name):
     coverage, stride = setting
@@ -57,14 +70,7 @@ def test_loader_epoch(benchmark, clips, setting, loader_name):
         assert all([read_stamp(f) for f in clip] == expected for clip in video.numpy())
         assert float((video - _dali_output(clips, sampling)).abs().max()) <= MAX_DIFF
 
-        def epoch() -> int:
-            return sum(len(b.rows) for b in loader)
-
-        # DALI decodes up to prefetch_queue_depth (2) batches ahead while the checks above
-        # run; untimed rounds back to back with the timed ones use those up first.
-        warmup = math.ceil(2 * OPTIONS.batch_size / len(clips.records))
-        delivered = benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=warmup)
-        assert delivered == len(clips.records)
+        _time_epochs(benchmark, loader, len(clips.records))
     finally:
         loader.close()
 
@@ -93,11 +99,6 @@ def test_dali_antialias_epoch(benchmark, clips, setting):
         if selection.filter_stride == 1:  # nothing to filter: the fixed frames exactly
             assert all([read_stamp(f) for f in clip] == list(selection.indices) for clip in video.numpy())
 
-        def epoch() -> int:
-            return sum(len(b.rows) for b in loader)
-
-        warmup = math.ceil(2 * OPTIONS.batch_size / len(clips.records))
-        delivered = benchmark.pedantic(epoch, rounds=ROUNDS, iterations=1, warmup_rounds=warmup)
-        assert delivered == len(clips.records)
+        _time_epochs(benchmark, loader, len(clips.records))
     finally:
         loader.close()

@@ -222,18 +222,23 @@ class VideoClassifier(ClipClassifier):
             return self.hf(pixel_values=video, return_dict=True).logits
 
 
-def _hf_config(cfg: ModelCfg, label_names: list[str]) -> TimesformerConfig:
-    return TimesformerConfig(
-        num_frames=cfg.num_frames,
+def vit_config_kwargs(cfg: ModelCfg, label_names: list[str]) -> dict[str, Any]:
+    """The ViT-shaped keys every HF config we build shares (TimeSformer, per-frame ViT)."""
+    return dict(
         image_size=cfg.image_size,
         patch_size=cfg.patch_size,
         hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
         intermediate_size=cfg.intermediate_size,
-        attention_type=cfg.attention_type,
         id2label=dict(enumerate(label_names)),
         label2id={n: i for i, n in enumerate(label_names)},
+    )
+
+
+def _hf_config(cfg: ModelCfg, label_names: list[str]) -> TimesformerConfig:
+    return TimesformerConfig(
+        num_frames=cfg.num_frames, attention_type=cfg.attention_type, **vit_config_kwargs(cfg, label_names)
     )
 
 

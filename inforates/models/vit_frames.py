@@ -29,7 +29,7 @@ from transformers import ViTConfig, ViTModel
 from transformers.models.vit.modeling_vit import ViTPreTrainedModel
 
 from inforates.models._registry import ARCHS, MODELS, Arch, ModelCfg, ModelError, _first_line
-from inforates.models.timesformer import _METADATA_KEY, KINETICS_MEAN, KINETICS_STD, ClipClassifier, _quiet_hf
+from inforates.models.timesformer import _METADATA_KEY, KINETICS_MEAN, KINETICS_STD, ClipClassifier, _quiet_hf, vit_config_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,7 @@ class FrameVideoClassifier(ClipClassifier):
 
 
 def _hf_config(cfg: ModelCfg, label_names: list[str]) -> ViTConfig:
-    return ViTConfig(
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        id2label=dict(enumerate(label_names)),
-        label2id={n: i for i, n in enumerate(label_names)},
-    )
+    return ViTConfig(**vit_config_kwargs(cfg, label_names))
 
 
 def _cfg_from_hf(config: ViTConfig, saved: ModelCfg) -> ModelCfg:
