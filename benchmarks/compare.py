@@ -6,8 +6,10 @@
 Loader benchmarks (``extra_info["suite"] == "loaders"``), per setting (codec, GOP, coverage,
 stride): each loader's clips/s (``extra_info["clips"]`` over the median epoch time), its
 ratio to the seed loader and to the best peer (the fastest other loader, the seed
-excluded), and its change from the previous run. Model and end-to-end benchmarks: median
-time per round and the change. ``--fail-above PCT`` exits with status 1 when any benchmark's
+excluded), and its change from the previous run. Decode-position benchmarks (``suite ==
+"decode"``): ms per clip for one frame at each position and its cost relative to position 0.
+Model and end-to-end benchmarks: median time per round and the change. A summary counts the
+settings where DALI meets the targets (>= 2x the seed loader, >= 1.2x the best peer). ``--fail-above PCT`` exits with status 1 when any benchmark's
 median time grew by more than PCT percent since the previous run (a regression), naming them.
 """
 
@@ -15,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from inforates._io import atomic_write_text
 
 SEED = "seed"
 SETTING_KEYS = ("codec", "gop", "coverage", "stride")
@@ -93,10 +98,39 @@ def loader_table(cur: dict[str, Row], prev: dict[str, Row]) -> list[dict[str, An
     return table
 
 
+def decode_table(cur: dict[str, Row]) -> list[dict[str, Any]]:
+    """Decode-position benchmarks: ms per clip for one frame at each position, and the cost
+    relative to position 0 of the same decoder on the same clips."""
+    runs: dict[tuple, dict[int, Row]] = {}
+    for r in cur.values():
+        if r.suite == "decode":
+            runs.setdefault((r.extra.get("codec"), r.extra.get("gop"), r.loader), {})[int(r.extra["position"])] = r
+    out = []
+    for (codec, gop, decoder), by_pos in sorted(runs.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        base = by_pos.get(0)
+        for pos in sorted(by_pos):
+            r = by_pos[pos]
+            per_clip = r.median_s / r.clips if r.clips else r.median_s
+            out.append({
+                "codec": codec, "gop": gop, "decoder": decoder, "position": pos, "ms_per_clip": per_clip * 1e3,
+                "vs_position_0": r.median_s / base.median_s if base and base.median_s > 0 else None,
+            })
+    return out
+
+
+def dali_targets(loaders: list[dict[str, Any]], vs_seed: float = 2.0, vs_peer: float = 1.2) -> dict[str, Any]:
+    """How many settings meet the issue's targets for DALI (policy fixed), and which miss."""
+    rows = [r for r in loaders if r["loader"] == "dali"]
+    miss_seed = [r for r in rows if r["vs_seed"] is not None and r["vs_seed"] < vs_seed]
+    miss_peer = [r for r in rows if r["vs_best_peer"] is not None and r["vs_best_peer"] < vs_peer]
+    return {"settings": len(rows), "vs_seed": vs_seed, "vs_peer": vs_peer,
+            "miss_seed": miss_seed, "miss_peer": miss_peer}
+
+
 def other_table(cur: dict[str, Row], prev: dict[str, Row]) -> list[dict[str, Any]]:
     out = []
     for r in sorted(cur.values(), key=lambda r: (r.suite, r.group, r.name)):
-        if r.suite == "loaders":
+        if r.suite in ("loaders", "decode"):
             continue
         p = prev.get(r.name)
         out.append({
@@ -123,13 +157,29 @@ def _f(v: Any, spec: str = ".1f") -> str:
     return format(v, spec) if isinstance(v, float) else str(v)
 
 
+def _cell(r: dict) -> str:
+    return f"{r['codec']}/{r['gop'] or 'default'} c{r['coverage']} s{r['stride']}"
+
+
 def markdown(loaders: list[dict], others: list[dict], current: Path, previous: Path | None,
-             regressed: list[tuple[str, float]] | None, fail_above: float | None) -> str:
+             regressed: list[tuple[str, float]] | None, fail_above: float | None,
+             decode: list[dict] | None = None) -> str:
     lines = [
         "# Benchmark comparison", "",
         f"- current: `{current.name}`", f"- previous: `{previous.name}`" if previous else "- previous: none (first run)",
         "- clips/s = clips per epoch / median epoch time; change = median time vs previous (+ is slower)", "",
     ]
+    targets = dali_targets(loaders)
+    if targets["settings"]:
+        n = targets["settings"]
+        lines += ["## DALI against the targets", "",
+                  f"- >= {targets['vs_seed']:g}x the seed loader: {n - len(targets['miss_seed'])} of {n} settings"
+                  + (" (below: " + ", ".join(f"{_cell(r)} {r['vs_seed']:.2f}x" for r in targets["miss_seed"]) + ")"
+                     if targets["miss_seed"] else ""),
+                  f"- >= {targets['vs_peer']:g}x the best peer: {n - len(targets['miss_peer'])} of {n} settings"
+                  + (" (below: " + ", ".join(f"{_cell(r)} {r['vs_best_peer']:.2f}x vs {r['best_peer']}"
+                                               for r in targets["miss_peer"]) + ")" if targets["miss_peer"] else ""),
+                  ""]
     if loaders:
         lines += ["## Loaders", "",
                   "| codec | gop | coverage | stride | loader | clips/s | vs seed | vs best peer | previous clips/s | change % |",
@@ -140,6 +190,13 @@ def markdown(loaders: list[dict], others: list[dict], current: Path, previous: P
                 f"| {r['codec']} | {r['gop'] or 'default'} | {r['coverage']} | {r['stride']} | {r['loader']} | "
                 f"{_f(r['clips_per_s'])} | {_f(r['vs_seed'], '.2f')} | {peer} | {_f(r['prev_clips_per_s'])} | "
                 f"{_f(r['change_pct'], '+.1f')} |")
+        lines.append("")
+    if decode:
+        lines += ["## Decode cost by frame position (one frame per clip, one thread)", "",
+                  "| codec | gop | decoder | position | ms per clip | vs position 0 |", "|---|---|---|---:|---:|---:|"]
+        for r in decode:
+            lines.append(f"| {r['codec']} | {r['gop'] or 'default'} | {r['decoder']} | {r['position']} | "
+                         f"{_f(r['ms_per_clip'], '.3f')} | {_f(r['vs_position_0'], '.2f')} |")
         lines.append("")
     if others:
         lines += ["## Model and end to end", "",
@@ -157,13 +214,12 @@ def markdown(loaders: list[dict], others: list[dict], current: Path, previous: P
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        if not rows:
-            return
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    buf = io.StringIO(newline="")
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def latest_runs(folder: Path) -> list[Path]:
@@ -175,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", type=Path, help="[PREVIOUS] CURRENT saved pytest-benchmark JSON")
     ap.add_argument("--latest", type=Path, help="Compare the two newest runs saved under this folder.")
-    ap.add_argument("--out-dir", type=Path, required=True, help="Writes comparison.md, loaders.csv, others.csv.")
+    ap.add_argument("--out-dir", type=Path, required=True, help="Writes comparison.md, loaders.csv, decode.csv, others.csv.")
     ap.add_argument("--fail-above", type=float, default=None, metavar="PCT",
                     help="Exit 1 when a benchmark's median time grew by more than PCT percent.")
     args = ap.parse_args(argv)
@@ -188,11 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--fail-above ({args.fail_above}) must be >= 0")
     previous, current = (runs[0], runs[1]) if len(runs) == 2 else (None, runs[0])
     cur, prev = load_run(current), load_run(previous) if previous else {}
-    loaders, others = loader_table(cur, prev), other_table(cur, prev)
+    loaders, others, decode = loader_table(cur, prev), other_table(cur, prev), decode_table(cur)
     regressed = regressions(cur, prev, args.fail_above) if args.fail_above is not None else None
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "comparison.md").write_text(markdown(loaders, others, current, previous, regressed, args.fail_above))
+    text = markdown(loaders, others, current, previous, regressed, args.fail_above, decode)
+    atomic_write_text(args.out_dir / "comparison.md", text)
     write_csv(args.out_dir / "loaders.csv", loaders)
+    write_csv(args.out_dir / "decode.csv", decode)
     write_csv(args.out_dir / "others.csv", others)
     sys.stdout.write(f"report: {args.out_dir / 'comparison.md'}\n")
     if regressed:
