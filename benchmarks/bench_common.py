@@ -29,7 +29,10 @@ ROUNDS = env_int("INFORATES_BENCH_ROUNDS", 5)
 
 
 def timed(config: pytest.Config) -> bool:
-    return not config.getoption("benchmark_disable", default=False)
+    """Whether pytest-benchmark times this run: its own rule, ``--benchmark-enable`` (as
+    ``nox -s benchmark`` passes) overriding the ``--benchmark-disable`` in the addopts."""
+    disabled = config.getoption("benchmark_disable", default=False)
+    return not disabled or bool(config.getoption("benchmark_enable", default=False))
 
 
 def grid(config: pytest.Config) -> list[tuple[int, int]]:

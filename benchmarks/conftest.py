@@ -7,7 +7,7 @@ they run a three-setting subset once, so the whole folder stays under two minute
 Knobs (environment): ``INFORATES_BENCH_CLIPS`` clips per format (default 8),
 ``INFORATES_BENCH_ROUNDS`` timed rounds per benchmark (default 5),
 ``INFORATES_BENCH_GRID`` ``full``/``quick`` to override the grid choice,
-``INFORATES_BENCH_LARGE=1`` to include models too large for a CPU run (timesformer-base).
+``INFORATES_BENCH_LARGE=1`` to include models too large for a CPU run (the 224² ``*-base`` presets).
 """
 
 from __future__ import annotations

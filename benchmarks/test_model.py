@@ -1,7 +1,7 @@
 """Model forward and train step per clip length T and resolution, for the registered presets.
 
 Random weights (throughput does not depend on them). Presets too large for a CPU run
-(timesformer-base: 224^2, 12 layers) run only on CUDA or with ``INFORATES_BENCH_LARGE=1``.
+(the 224^2, 12-layer ``*-base`` ones) run only on CUDA or with ``INFORATES_BENCH_LARGE=1``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,18 @@ from bench_common import ROUNDS, timed
 
 BATCH = 4
 LABELS = [f"class{i}" for i in range(5)]
-LARGE = {"timesformer-base"}
+LARGE_IMAGE_SIZE = 224  # full-size presets (timesformer-base, vit-frames-base): minutes per round on a CPU
+
+
+def _large(name: str) -> bool:
+    return MODELS.get(name).image_size >= LARGE_IMAGE_SIZE
 
 
 def _cases(config: pytest.Config) -> list[tuple[str, int, int]]:
     cases = []
     for name in MODELS.names():
         size = MODELS.get(name).image_size
-        if name in LARGE:
+        if _large(name):
             cases.append((name, 8, size))
             continue
         frames = (4, 8, 16) if timed(config) else (8,)
@@ -49,7 +53,7 @@ def _sync() -> None:
 
 
 def _skip_large(name: str) -> None:
-    if name in LARGE and not torch.cuda.is_available() and os.environ.get("INFORATES_BENCH_LARGE") != "1":
+    if _large(name) and not torch.cuda.is_available() and os.environ.get("INFORATES_BENCH_LARGE") != "1":
         pytest.skip(f"{name} is too large for a CPU benchmark (set INFORATES_BENCH_LARGE=1 to run it)")
 
 

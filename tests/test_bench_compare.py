@@ -156,3 +156,21 @@ def test_a_deliberately_slowed_loader_trips_the_gate_on_real_benchmark_runs(comp
     assert compare.main(["--latest", str(storage), "--out-dir", str(out), "--fail-above", "50"]) == 1
     slowed = {r["loader"]: float(r["change_pct"]) for r in csv.DictReader((out / "loaders.csv").open())}
     assert set(slowed) == {"pyav"} and slowed["pyav"] > 50  # 4 clips x 20 ms on top of a few ms
+
+
+def _collected(*args: str) -> int:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFORATES_BENCH_")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           str(root / "benchmarks" / "test_loaders.py"), *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return sum(1 for line in done.stdout.splitlines() if "::" in line)
+
+
+def test_timed_runs_cover_the_whole_grid_and_untimed_runs_a_subset():
+    """``nox -s benchmark`` passes --benchmark-enable over the addopts' --benchmark-disable:
+    that run is timed (pytest-benchmark's own rule), so it gets the full 5 x 5 grid."""
+    per_setting = _collected("--benchmark-disable") // 3  # the quick grid has 3 settings
+    assert _collected("--benchmark-enable") == 25 * per_setting
+    assert _collected("--benchmark-disable", "--benchmark-enable") == 25 * per_setting
