@@ -24,7 +24,6 @@ def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-NUM_CLIPS = env_int("INFORATES_BENCH_CLIPS", 8)
 ROUNDS = env_int("INFORATES_BENCH_ROUNDS", 5)
 
 
@@ -33,6 +32,12 @@ def timed(config: pytest.Config) -> bool:
     ``nox -s benchmark`` passes) overriding the ``--benchmark-disable`` in the addopts."""
     disabled = config.getoption("benchmark_disable", default=False)
     return not disabled or bool(config.getoption("benchmark_enable", default=False))
+
+
+def num_clips(config: pytest.Config) -> int:
+    """Clips per format: 32 when timed (4 batches an epoch, so one round is not one batch
+    and its pipeline start-up), 8 when the files only run once, untimed."""
+    return env_int("INFORATES_BENCH_CLIPS", 32 if timed(config) else 8)
 
 
 def grid(config: pytest.Config) -> list[tuple[int, int]]:

@@ -4,7 +4,7 @@ Timed (``nox -s benchmark``) the loader suites run the full 5 x 5 grid (coverage
 stride 1..16) on each clip format; untimed (``--benchmark-disable``, ``nox -s tests``, CI)
 they run a three-setting subset once, so the whole folder stays under two minutes.
 
-Knobs (environment): ``INFORATES_BENCH_CLIPS`` clips per format (default 8),
+Knobs (environment): ``INFORATES_BENCH_CLIPS`` clips per format (default 32 timed, 8 untimed),
 ``INFORATES_BENCH_ROUNDS`` timed rounds per benchmark (default 5),
 ``INFORATES_BENCH_GRID`` ``full``/``quick`` to override the grid choice,
 ``INFORATES_BENCH_LARGE=1`` to include models too large for a CPU run (the 224² ``*-base`` presets).
@@ -26,7 +26,7 @@ from inforates.data.stamp import draw_stamp
 from inforates.data.video_io import CODECS, write_video
 from inforates.provenance import cpu_name, git_sha, versions
 
-from bench_common import CLIP_FORMATS, EXTRA_PACKAGES, NUM_CLIPS, NUM_FRAMES, SIZE, grid
+from bench_common import CLIP_FORMATS, EXTRA_PACKAGES, NUM_FRAMES, SIZE, grid, num_clips
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "setting" in metafunc.fixturenames:
@@ -80,12 +80,12 @@ def _frames(seed: int) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def clip_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int | None], ClipSet]:
+def clip_sets(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int | None], ClipSet]:
     root = tmp_path_factory.mktemp("bench-clips")
     sets = {}
     for codec, gop in CLIP_FORMATS:
         records = []
-        for i in range(NUM_CLIPS):
+        for i in range(num_clips(request.config)):
             path = root / f"{codec}-gop{gop}-{i}{CODECS.get(codec).extension}"
             write_video(path, _frames(i), codec=codec, gop=gop)
             records.append(ClipRecord(path, f"class{i % 3}", i % 3, NUM_FRAMES))
