@@ -46,6 +46,18 @@ class Row:
         return self.clips / self.median_s if self.clips and self.median_s > 0 else None
 
 
+def machine_line(path: str | Path) -> str:
+    """One line naming where and on what a saved run was measured (its ``machine_info``)."""
+    info = (json.loads(Path(path).read_text()).get("machine_info") or {}).get("inforates") or {}
+    if not info:
+        return "unknown (no inforates machine info in the run)"
+    v = info.get("versions") or {}
+    gpus = ", ".join(info.get("gpus") or []) or "no GPU"
+    pkgs = ", ".join(f"{k} {v[k]}" for k in ("torch", "nvidia-dali-cuda120", "av", "decord") if v.get(k))
+    return (f"{info.get('cpu_name')} ({info.get('cpu_count')} CPUs, {info.get('torch_threads')} torch threads), "
+            f"{gpus}; {pkgs}; git {info.get('git_sha')}")
+
+
 def load_run(path: str | Path) -> dict[str, Row]:
     data = json.loads(Path(path).read_text())
     rows = {}
@@ -167,6 +179,7 @@ def markdown(loaders: list[dict], others: list[dict], current: Path, previous: P
     lines = [
         "# Benchmark comparison", "",
         f"- current: `{current.name}`", f"- previous: `{previous.name}`" if previous else "- previous: none (first run)",
+        f"- machine: {machine_line(current)}",
         "- clips/s = clips per epoch / median epoch time; change = median time vs previous (+ is slower)", "",
     ]
     targets = dali_targets(loaders)
