@@ -10,8 +10,8 @@ ones; a decoder that walks from the first frame pays in proportion to the positi
 Measured with DALI 2.4's CPU decoder: the cost grows linearly with the position on MJPEG
 and on VP9 alike, with or without its frame index (``build_index``), in AVI, MKV, MOV,
 WebM and MP4 containers: it walks from frame 0 to the requested one. That is why DALI's
-margin over PyAV shrinks at settings whose few frames lie far apart (coverage 75,
-stride 16: frames 0, 16 and 32).
+margin over PyAV is smallest at settings whose few frames lie far apart (coverage 100,
+stride 16: frames 0, 16, 32 and 48).
 """
 
 from __future__ import annotations
