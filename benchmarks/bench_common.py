@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 NUM_FRAMES, SIZE = 50, 64
@@ -45,3 +46,18 @@ def grid(config: pytest.Config) -> list[tuple[int, int]]:
     if choice not in ("full", "quick"):
         raise pytest.UsageError(f"INFORATES_BENCH_GRID ({choice!r}) must be full or quick")
     return [(c, s) for c in COVERAGES for s in STRIDES] if choice == "full" else list(QUICK_GRID)
+
+
+def smooth_stamped_frames(seed: int, num_frames: int, width: int, height: int) -> list[np.ndarray]:
+    """Stamped frames over a moving, smooth picture (compresses like video, not like noise)."""
+    from inforates.data.stamp import draw_stamp
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = rng.uniform(0, 2 * np.pi, 3)
+    out = []
+    for i in range(num_frames):
+        phase = base + 0.2 * i
+        frame = np.stack([127 + 100 * np.sin(xx / 7 + yy / 11 + p) for p in phase], axis=-1)
+        out.append(draw_stamp(frame.astype(np.uint8), i))
+    return out

@@ -17,16 +17,14 @@ import platform
 from dataclasses import dataclass
 from importlib import metadata
 
-import numpy as np
 import pytest
 import torch
 
 from inforates.data.manifest import ClipRecord
-from inforates.data.stamp import draw_stamp
 from inforates.data.video_io import CODECS, write_video
 from inforates.provenance import cpu_name, git_sha, versions
 
-from bench_common import CLIP_FORMATS, EXTRA_PACKAGES, NUM_FRAMES, SIZE, grid, num_clips
+from bench_common import CLIP_FORMATS, EXTRA_PACKAGES, NUM_FRAMES, SIZE, grid, num_clips, smooth_stamped_frames
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "setting" in metafunc.fixturenames:
@@ -66,19 +64,6 @@ class ClipSet:
         return f"{self.codec}-gop{self.gop or 'default'}"
 
 
-def _frames(seed: int) -> list[np.ndarray]:
-    """Stamped frames over a moving, smooth picture (compresses like video, not like noise)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    base = rng.uniform(0, 2 * np.pi, 3)
-    out = []
-    for i in range(NUM_FRAMES):
-        phase = base + 0.2 * i
-        frame = np.stack([127 + 100 * np.sin(xx / 7 + yy / 11 + p) for p in phase], axis=-1)
-        out.append(draw_stamp(frame.astype(np.uint8), i))
-    return out
-
-
 @pytest.fixture(scope="session")
 def clip_sets(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int | None], ClipSet]:
     root = tmp_path_factory.mktemp("bench-clips")
@@ -87,7 +72,7 @@ def clip_sets(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         records = []
         for i in range(num_clips(request.config)):
             path = root / f"{codec}-gop{gop}-{i}{CODECS.get(codec).extension}"
-            write_video(path, _frames(i), codec=codec, gop=gop)
+            write_video(path, smooth_stamped_frames(i, NUM_FRAMES, SIZE, SIZE), codec=codec, gop=gop)
             records.append(ClipRecord(path, f"class{i % 3}", i % 3, NUM_FRAMES))
         sets[(codec, gop)] = ClipSet(codec, gop, records)
     return sets

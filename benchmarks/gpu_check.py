@@ -24,6 +24,7 @@ decoder on MJPEG clips) is given. Results carry the machine and versions.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sys
@@ -170,10 +171,7 @@ def kernels_section(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
         return {"skipped": "the kernels are timed on CUDA only"}
     if not triton_available():
         return {"skipped": "triton is not installed"}
-    sys.path.insert(0, str(HERE))
-    import gpu_kernels
-
-    report = gpu_kernels.run(plan.kernel_iters, max(1, plan.kernel_iters // 5))
+    report = _sibling("gpu_kernels").run(plan.kernel_iters, max(1, plan.kernel_iters // 5))
     best = max(report["results"], key=lambda r: r["speedup"])
     log(f"kernels: {len(report['results'])} cases, best Triton speedup {best['speedup']:.2f}x ({best['op']})")
     return report
@@ -182,17 +180,14 @@ def kernels_section(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
 # -- decode --------------------------------------------------------------------------------
 
 
-def _clip_frames(index: int, num_frames: int, width: int, height: int) -> list[np.ndarray]:
-    from inforates.data.stamp import draw_stamp
-
-    rng = np.random.default_rng(index)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = rng.uniform(0, 2 * np.pi, 3)
-    out = []
-    for i in range(num_frames):
-        frame = np.stack([127 + 100 * np.sin(xx / 17 + yy / 23 + b + 0.2 * i) for b in base], axis=-1)
-        out.append(draw_stamp(frame.astype(np.uint8), i))
-    return out
+def _sibling(name: str):
+    """A module of this folder (``benchmarks/`` is not a package), loaded by its path."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def make_clips(root: Path, plan: Plan, num_frames: int = 50) -> list:
@@ -203,7 +198,8 @@ def make_clips(root: Path, plan: Plan, num_frames: int = 50) -> list:
     records = []
     for i in range(plan.clips):
         path = root / f"clip{i:04d}{ext}"
-        write_video(path, _clip_frames(i, num_frames, *plan.clip_size), codec=plan.codec)
+        frames = _sibling("bench_common").smooth_stamped_frames(i, num_frames, *plan.clip_size)
+        write_video(path, frames, codec=plan.codec)
         records.append(ClipRecord(path, LABELS[i % len(LABELS)], i % len(LABELS), num_frames))
     return records
 

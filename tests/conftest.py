@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +18,27 @@ from inforates.data.stamp import draw_stamp
 from inforates.data.video_io import CODECS, write_video
 
 REQUIRE_CUDA_ENV = "INFORATES_REQUIRE_CUDA"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script(name)``: the module ``benchmarks/<name>.py`` (a folder of scripts, not a
+    package), loaded by its path and registered under ``name`` for the session."""
+    loaded: list[str] = []
+
+    def load(name: str):
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses look their module up while being built
+            spec.loader.exec_module(module)
+            loaded.append(name)
+        return sys.modules[name]
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,17 +11,11 @@ from pathlib import Path
 
 import pytest
 
-COMPARE = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
 
 
 @pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("bench_compare", COMPARE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def compare(load_script):
+    return load_script("compare")
 
 
 # median seconds per epoch of 8 clips
