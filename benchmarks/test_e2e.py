@@ -19,7 +19,7 @@ from inforates.sampling import Sampling
 from bench_common import ROUNDS
 
 MODEL = "timesformer-tiny"
-LOADER_NAMES = [n for n in ("dali", "seed", "decord", "pyav") if n in LOADERS]
+LOADER_NAMES = [n for n in ("dali", "seed", "decord", "pyav", "torchcodec") if n in LOADERS]
 
 
 @pytest.mark.parametrize("loader_name", LOADER_NAMES)

@@ -24,7 +24,7 @@ from inforates.loaders._reference import resize_shorter_crop
 from inforates.sampling import Sampling
 
 N = 50
-REFERENCE = ["seed", "decord", "pyav"]
+REFERENCE = ["seed", "decord", "pyav", *(["torchcodec"] if "torchcodec" in LOADERS else [])]
 SAMPLINGS = [
     Sampling(coverage=100, stride=1, frames_per_clip=8),
     Sampling(coverage=25, stride=4, frames_per_clip=8),  # fewer candidates than T: repeats

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from inforates.commands.bench import throughput
-from inforates.loaders import LoaderOptions
+from inforates.loaders import LOADERS, LoaderOptions
 from inforates.sampling import Sampling
 from inforates.throughput import add_ratios, measure_throughput
 
@@ -46,7 +46,7 @@ def test_bad_arguments_are_named(stamped_clips):
         measure_throughput(records, Sampling(), loaders=["pyav"], epochs=0)
 
 
-def test_command_help_and_json(stamped_clips, tmp_path):
+def test_command_help_and_json(stamped_clips, tmp_path, monkeypatch):
     assert CliRunner().invoke(throughput, ["--help"]).exit_code == 0
     manifest = tmp_path / "m.csv"
     pd.DataFrame([{"video_path": r.video_path, "label": r.label, "label_id": r.label_id, "num_frames": r.num_frames}
@@ -62,5 +62,10 @@ def test_command_help_and_json(stamped_clips, tmp_path):
     assert text.exit_code == 0 and "vs best peer" in text.output
     bad = CliRunner().invoke(throughput, ["--manifest", str(manifest), "--loaders", "dali,nope"])
     assert bad.exit_code == 2 and "unknown loader 'nope'" in bad.output
+    # a loader whose library does not load here (e.g. torchcodec beside the CPU torch) says why
+    monkeypatch.setitem(LOADERS._unavailable, "ghost", "ghostlib does not load (libghost.so: cannot open)")
+    missing = CliRunner().invoke(throughput, ["--manifest", str(manifest), "--loaders", "dali,ghost"])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert "loader 'ghost' is not available here: ghostlib does not load (libghost.so: cannot open)" in missing.output
     gop = CliRunner().invoke(throughput, ["--manifest", str(manifest), "--gop", "5"])
     assert gop.exit_code == 2 and "--gop needs --codec" in gop.output

@@ -25,8 +25,10 @@ def _loader_names(ctx: click.Context, param: click.Parameter, value: str) -> lis
     if not names:
         raise click.BadParameter("name at least one loader", ctx, param)
     for name in names:
-        if name not in LOADERS:
-            raise click.BadParameter(f"unknown loader {name!r}; choose from: {', '.join(LOADERS.names())}", ctx, param)
+        try:
+            LOADERS.get(name)
+        except ValueError as exc:  # unknown (lists the choices) or not available here (says why)
+            raise click.BadParameter(str(exc), ctx, param) from None
     return names
 
 
