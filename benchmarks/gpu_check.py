@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -101,62 +100,66 @@ def _time_ms(step: Callable[[], Any], device: torch.device, iters: int, warmup: 
 # -- model ---------------------------------------------------------------------------------
 
 
-def model_section(plan: Plan, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _model_row(plan: Plan, preset: str, frames: int) -> dict[str, Any]:
+    """One preset at one T; its model, optimizer and inputs are freed when it returns."""
     from inforates.flops import count_flops
     from inforates.models import MODELS, build_model
 
     device = torch.device(plan.device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    size = MODELS.get(preset).image_size
+    model = build_model(preset, label_names=LABELS, num_frames=frames, seed=0)
+    gflops = count_flops(model, frames=frames, image_size=size).gflops_per_view
+    model = model.to(device)
+    video = torch.randn(plan.batch, frames, 3, size, size, device=device)
+    labels = torch.arange(plan.batch, device=device) % len(LABELS)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    model.eval()
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode(), autocast:
+            return model(video)
+
+    fwd_ms = _time_ms(forward, device, plan.iters, plan.warmup)
+    out = forward()
+    if out.shape != (plan.batch, len(LABELS)) or not torch.isfinite(out.float()).all():
+        raise RuntimeError(f"{preset} T={frames}: bad forward output {tuple(out.shape)}")
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(model(video), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    train_ms = _time_ms(train_step, device, plan.iters, plan.warmup)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {
+        "preset": preset, "frames": frames, "image_size": size, "batch": plan.batch,
+        "dtype": "bf16 autocast" if device.type == "cuda" else "float32",
+        "gflops_per_clip": gflops,
+        "forward_ms": fwd_ms, "forward_clips_per_s": plan.batch / fwd_ms * 1e3,
+        "forward_tflops_per_s": 2 * gflops * plan.batch / fwd_ms,  # GMACs -> FLOPs, ms -> s: 1e9*2/1e3/1e12
+        "train_ms": train_ms, "train_clips_per_s": plan.batch / train_ms * 1e3,
+        "peak_memory_mib": peak,
+    }
+
+
+def model_section(plan: Plan, log: Callable[[str], None]) -> list[dict[str, Any]]:
     rows = []
     for preset in plan.presets:
-        size = MODELS.get(preset).image_size
         for frames in plan.frames:
-            model = build_model(preset, label_names=LABELS, num_frames=frames, seed=0)
-            gflops = count_flops(model, frames=frames, image_size=size).gflops_per_view
-            model = model.to(device)
-            video = torch.randn(plan.batch, frames, 3, size, size, device=device)
-            labels = torch.arange(plan.batch, device=device) % len(LABELS)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-
-            model.eval()
-
-            def forward() -> torch.Tensor:
-                with torch.inference_mode(), autocast:
-                    return model(video)
-
-            fwd_ms = _time_ms(forward, device, plan.iters, plan.warmup)
-            out = forward()
-            if out.shape != (plan.batch, len(LABELS)) or not torch.isfinite(out.float()).all():
-                raise RuntimeError(f"{preset} T={frames}: bad forward output {tuple(out.shape)}")
-
-            model.train()
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-            def train_step() -> torch.Tensor:
-                optimizer.zero_grad(set_to_none=True)
-                with autocast:
-                    loss = torch.nn.functional.cross_entropy(model(video), labels)
-                loss.backward()
-                optimizer.step()
-                return loss
-
-            train_ms = _time_ms(train_step, device, plan.iters, plan.warmup)
-            peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-            row = {
-                "preset": preset, "frames": frames, "image_size": size, "batch": plan.batch,
-                "dtype": "bf16 autocast" if device.type == "cuda" else "float32",
-                "gflops_per_clip": gflops,
-                "forward_ms": fwd_ms, "forward_clips_per_s": plan.batch / fwd_ms * 1e3,
-                "forward_tflops_per_s": 2 * gflops * plan.batch / fwd_ms,  # GMACs -> FLOPs, ms -> s: 1e9*2/1e3/1e12
-                "train_ms": train_ms, "train_clips_per_s": plan.batch / train_ms * 1e3,
-                "peak_memory_mib": peak,
-            }
+            row = _model_row(plan, preset, frames)
             rows.append(row)
             log(f"model {preset} T={frames}: forward {row['forward_clips_per_s']:.1f} clips/s "
                 f"({row['forward_tflops_per_s']:.1f} TFLOP/s), train {row['train_clips_per_s']:.1f} clips/s")
-            del model, optimizer, video
-            if device.type == "cuda":
+            if plan.device == "cuda":
                 torch.cuda.empty_cache()
     return rows
 

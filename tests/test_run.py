@@ -2,7 +2,6 @@
 once and reused, results carry the promised keys, and a corrupt clip is skipped and counted."""
 
 import json
-import shutil
 
 import pandas as pd
 import pytest

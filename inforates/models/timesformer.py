@@ -266,12 +266,14 @@ def build_timesformer(cfg: ModelCfg, label_names: list[str]) -> VideoClassifier:
     return VideoClassifier(hf, cfg, name=cfg.name)
 
 
-def load_timesformer(source: str, label_names: list[str] | None) -> VideoClassifier:
-    try:
-        config = TimesformerConfig.from_pretrained(source)
-    except (OSError, ValueError, TypeError) as err:
-        raise ModelError(f"checkpoint {source}: bad TimeSformer config ({_first_line(err)})") from err
+def from_checkpoint(model_cls: type, source: str, config: Any, label_names: list[str] | None) -> Any:
+    """``model_cls.from_pretrained(source)`` with the labels of ``label_names`` (a Hugging Face
+    classifier whose ``config`` was read from ``source``).
 
+    ``None`` or the checkpoint's own names keep its head; another number of labels gets a new
+    head; the same number under other names is an error (a silent relabel would scramble the
+    classes), unless the checkpoint's names are the Hugging Face placeholders ``LABEL_i``.
+    """
     ckpt_labels = [config.id2label[i] for i in range(len(config.id2label))]
     new_head = False
     if label_names is not None and label_names != ckpt_labels:
@@ -288,14 +290,20 @@ def load_timesformer(source: str, label_names: list[str] | None) -> VideoClassif
             )
         config.id2label = dict(enumerate(label_names))
         config.label2id = {n: i for i, n in enumerate(label_names)}
-
     try:
         with _quiet_hf():
-            hf = TimesformerForVideoClassification.from_pretrained(
-                source, config=config, ignore_mismatched_sizes=new_head
-            )
+            return model_cls.from_pretrained(source, config=config, ignore_mismatched_sizes=new_head)
     except OSError as err:
         raise ModelError(f"checkpoint {source}: weights could not be loaded ({_first_line(err)})") from err
+
+
+def load_timesformer(source: str, label_names: list[str] | None) -> VideoClassifier:
+    try:
+        config = TimesformerConfig.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(f"checkpoint {source}: bad TimeSformer config ({_first_line(err)})") from err
+
+    hf = from_checkpoint(TimesformerForVideoClassification, source, config, label_names)
     hf.eval()
 
     metadata = getattr(config, _METADATA_KEY, None)

@@ -20,18 +20,16 @@ Checkpoints are ordinary Hugging Face ones (``model.safetensors`` + ``config.jso
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import torch
 from torch import nn
 from transformers import ViTConfig, ViTModel
 from transformers.models.vit.modeling_vit import ViTPreTrainedModel
 
 from inforates.models._registry import ARCHS, MODELS, Arch, ModelCfg, ModelError, _first_line
-from inforates.models.timesformer import _METADATA_KEY, KINETICS_MEAN, KINETICS_STD, ClipClassifier, _quiet_hf, vit_config_kwargs
+from inforates.models.timesformer import (
+    _METADATA_KEY, KINETICS_MEAN, KINETICS_STD, ClipClassifier, from_checkpoint, vit_config_kwargs,
+)
 
-log = logging.getLogger(__name__)
 
 ARCH = "vit-frames"
 
@@ -143,27 +141,7 @@ def load_vit_frames(source: str, label_names: list[str] | None) -> FrameVideoCla
     if _cfg_from_hf(config, saved) != saved:
         raise ModelError(f"checkpoint {source}: inforates metadata disagrees with config.json")
 
-    ckpt_labels = [config.id2label[i] for i in range(len(config.id2label))]
-    new_head = False
-    if label_names is not None and label_names != ckpt_labels:
-        if len(label_names) != len(ckpt_labels):
-            new_head = True
-            log.info("%s: new classification head, %d -> %d labels", source, len(ckpt_labels),
-                     len(label_names))
-        else:
-            first = next(i for i, (a, b) in enumerate(zip(label_names, ckpt_labels)) if a != b)
-            raise ModelError(
-                f"checkpoint {source} has the same number of labels but different names "
-                f"(index {first}: {ckpt_labels[first]!r} in the checkpoint, {label_names[first]!r} given)"
-            )
-        config.id2label = dict(enumerate(label_names))
-        config.label2id = {n: i for i, n in enumerate(label_names)}
-
-    try:
-        with _quiet_hf():
-            hf = FrameViTClassifier.from_pretrained(source, config=config, ignore_mismatched_sizes=new_head)
-    except OSError as err:
-        raise ModelError(f"checkpoint {source}: weights could not be loaded ({_first_line(err)})") from err
+    hf = from_checkpoint(FrameViTClassifier, source, config, label_names)
     return FrameVideoClassifier(hf.eval(), saved, name=source)
 
 
